@@ -1,0 +1,432 @@
+"""Linear-time incremental JSON scanner for streamed tool-call input.
+
+Claude streams a tool call's input as many small ``partial_json`` fragments whose concatenation is one
+JSON object. :class:`JsonScanner` scans every fragment exactly once, left to right, and keeps just enough
+state between fragments that a fragment may end anywhere: inside a string, inside an escape (``\\`` or
+``\\u00`` at the end of a fragment), between the two halves of a surrogate pair, inside ``tr``+``ue``,
+inside a number, inside a key, between a key and its colon.
+
+States (``_state``) -- what the next non-whitespace character may be:
+
+``_VALUE``        any value: at the start of the text, after ``:`` and after ``,`` in an array.
+``_ARRAY_FIRST``  a value or ``]`` (just after ``[``).
+``_OBJ_FIRST``    a key or ``}`` (just after ``{``).
+``_KEY``          a key (after ``,`` in an object: a trailing comma is an error).
+``_COLON``        ``:`` after a key.
+``_AFTER``        ``,`` or the closer of the innermost container, after a value.
+``_DONE``         the top-level value is complete; only whitespace may follow.
+``_STRING``       inside a string body (``_is_key`` tells a key from a value). One compiled regex consumes
+                  plain characters and *complete* escapes in bulk; it stops only at the closing quote, at
+                  an escape cut by the end of the fragment, or at a character that is an error.
+``_ESCAPE``       inside an escape split across fragments; ``_esc`` holds its first 1-5 characters.
+``_NUMBER``       inside a number; ``_num`` is a sub-state of the JSON number grammar (``_N_*``), and
+                  runs of digits are consumed with a regex.
+``_LITERAL``      inside ``true`` / ``false`` / ``null``; ``_lit`` holds the characters still expected.
+
+Containers are tracked with ``_stack`` (``'{'`` / ``'['``), capped at 512 levels. A syntax error freezes
+the state as it was just before the offending character and records ``_error`` / ``_error_at``; later
+fragments are only buffered.
+
+Fields: while the document is an object, a member of that top-level object is reported by :meth:`feed`
+when its value completes -- a string at its closing quote, an object/array at its closing bracket, a
+number or literal when the ``,`` / ``}`` after it is scanned (until then it waits in ``_pending``, because
+``1`` may still become ``12`` or the document may turn out to be invalid). The value is decoded with
+``json.loads`` of its raw text only, joined from the chunks that hold it (``_vchunk``/``_voff`` mark where
+it began), so total work stays linear.
+
+Preview: ``_commit`` is the offset just past the last *complete* value or opening bracket, so
+``text[:_commit]`` plus closers for ``_stack`` is always valid JSON. :meth:`preview` decodes that, except
+that a number that is already valid (``12``, not ``1.``/``1e``/``-``) is kept, and -- in trailing-strings
+mode -- an unterminated string *value* is kept with its cut escape (and a dangling high surrogate) removed.
+This reproduces ``jiter.from_json(..., partial_mode=...)`` on every prefix of a valid document, with these
+documented differences: where jiter raises (a whitespace-only text, a top-level ``-`` / ``1.`` / ``tr``, an
+unterminated top-level string in "on" mode) preview returns ``None``; jiter refuses nesting deeper than
+about 200 levels and integers longer than 4300 digits, which the scanner accepts (up to 512 levels).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Final
+
+MAX_DEPTH: Final = 512
+
+# Scanner states (see the module docstring).
+_VALUE, _ARRAY_FIRST, _OBJ_FIRST, _KEY, _COLON, _AFTER, _DONE, _STRING, _ESCAPE, _NUMBER, _LITERAL = range(11)
+
+# Number sub-states: after '-', after a leading '0', in integer digits, after '.', in fraction digits,
+# after 'e'/'E', after the exponent sign, in exponent digits. Only _N_TERMINAL ones end a valid number.
+_N_SIGN, _N_ZERO, _N_INT, _N_DOT, _N_FRAC, _N_E, _N_ESIGN, _N_EXP = range(8)
+_N_TERMINAL: Final = frozenset({_N_ZERO, _N_INT, _N_FRAC, _N_EXP})
+_N_DIGIT_RUNS: Final = frozenset({_N_INT, _N_FRAC, _N_EXP})
+
+_WS: Final = re.compile(r"[ \t\n\r]*")
+_DIGITS: Final = re.compile(r"[0-9]*")
+# Plain characters in runs, or whole escapes; possessive, so it never backtracks.
+_STR_RUN: Final = re.compile(r'(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+')
+# The longest valid beginning of an escape (used only where _STR_RUN stopped at a backslash).
+_ESC_PREFIX: Final = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{0,4})?')
+_HIGH_SURROGATE: Final = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}")
+_LITERALS: Final[dict[str, tuple[str, object]]] = {
+    "t": ("true", True),
+    "f": ("false", False),
+    "n": ("null", None),
+}
+_CLOSER: Final = {"{": "}", "[": "]"}
+
+
+def _big_int(digits: str) -> int:
+    """int() without the 4300-digit str->int limit (only reached for absurdly long integers)."""
+    sign = -1 if digits.startswith("-") else 1
+    digits = digits.lstrip("-")
+    value = 0
+    for i in range(0, len(digits), 4000):
+        piece = digits[i : i + 4000]
+        value = value * 10 ** len(piece) + int(piece)
+    return sign * value
+
+
+def _loads(raw: str) -> object:
+    try:
+        return json.loads(raw)
+    except ValueError:  # only the int-digit limit: the scanner has validated the syntax already
+        return json.loads(raw, parse_int=_big_int)
+
+
+class JsonScanner:
+    """Scans a JSON text fed in fragments, once, left to right (no re-scanning)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[str] = []
+        self._size = 0
+        self._joined = ""  # cache of "".join(self._chunks[: self._joined_count])
+        self._joined_count = 0
+        self._state = _VALUE
+        self._stack: list[str] = []
+        self._commit = 0
+        self._complete = False
+        self._error: str | None = None
+        self._error_at = 0
+        self._is_key = False
+        self._str_start = 0  # offset of the opening quote of the current string
+        self._esc = ""
+        self._esc_start = 0  # offset of the backslash of the current (cut) escape
+        self._num = _N_SIGN
+        self._lit = ""  # the rest of the literal still expected
+        self._lit_word = ""
+        self._lit_value: object = None
+        self._key = ""  # the current top-level key, decoded
+        self._vchunk = 0  # where the current top-level key or value began: chunk index ...
+        self._voff = 0  # ... and offset inside that chunk
+        self._pending: tuple[str, object] | None = None
+        self._work = 0  # loop steps + characters joined for decoding; lets tests check linearity
+
+    # -- public API -------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Characters fed so far."""
+        return self._size
+
+    @property
+    def error(self) -> str | None:
+        """None, or ``'expected X, got Y at offset N'`` for the first syntax error."""
+        return self._error
+
+    @property
+    def complete(self) -> bool:
+        """True once a whole top-level value has been scanned (only whitespace may follow).
+
+        A top-level number is complete only once whitespace follows it (``12`` may become ``123``).
+        It stays True if garbage follows the value (that sets ``error`` as well).
+        """
+        return self._complete
+
+    def text(self) -> str:
+        """The whole text fed so far (joined once, cached)."""
+        if self._joined_count != len(self._chunks):
+            self._joined = "".join([self._joined, *self._chunks[self._joined_count :]])
+            self._joined_count = len(self._chunks)
+        return self._joined
+
+    def feed(self, fragment: str) -> list[tuple[str, object]]:
+        """Scan one fragment. Returns the top-level object fields whose value completed inside this
+        fragment, in order, as (key, decoded value). Never raises on bad JSON: on the first syntax error
+        it records it (see `error`) and from then on only buffers (returns [])."""
+        if not fragment:
+            return []
+        self._chunks.append(fragment)
+        base = self._size
+        self._size += len(fragment)
+        if self._error is not None:
+            return []
+        out: list[tuple[str, object]] = []
+        self._scan(fragment, base, len(self._chunks) - 1, out)
+        return out
+
+    def preview(self, *, trailing_strings: bool = True) -> object:
+        """Best-effort value of the text so far, as ``jiter.from_json(text, partial_mode=...)`` gives it
+        (``"trailing-strings"`` when ``trailing_strings`` else ``True``). None for empty/whitespace-only
+        text; after a syntax error, the preview of the valid prefix before the error. O(n)."""
+        text = self.text()
+        end = self._error_at if self._error is not None else self._size
+        state = self._state
+        closers = "".join(_CLOSER[c] for c in reversed(self._stack))
+        if state == _NUMBER and self._num in _N_TERMINAL:
+            body = text[:end]  # "12" is kept (jiter does), "1." / "1e" / "-" are dropped
+        elif trailing_strings and state in (_STRING, _ESCAPE) and not self._is_key:
+            # Close the unterminated string value: drop a cut escape, then a high surrogate whose low
+            # half has not arrived (a backslash run of odd length before 'u' makes it a real escape).
+            cut = end if state == _STRING else self._esc_start
+            if cut - 6 > self._str_start and _HIGH_SURROGATE.fullmatch(text, cut - 6, cut):
+                run = cut - 6
+                while text[run - 1] == "\\":
+                    run -= 1
+                if (cut - 6 - run) % 2 == 0:
+                    cut -= 6
+            body = text[:cut] + '"'
+        else:
+            body = text[: self._commit]  # drop an unfinished key, literal, string or number
+        if not body or body.isspace():
+            return None
+        try:
+            return _loads(body + closers)
+        except (ValueError, RecursionError):  # pragma: no cover - the scanner validated the syntax
+            return None
+
+    # -- scanning -----------------------------------------------------------------------------------
+
+    def _fail(self, expected: str, got: str, offset: int) -> None:
+        self._error = f"expected {expected}, got {got!r} at offset {offset}"
+        self._error_at = offset
+
+    def _raw(self, ci: int, frag: str, end: int) -> str:
+        """Raw text of the current top-level key/value, from its start up to ``frag[:end]``. Only one
+        top-level token can span a chunk boundary at a time, so each chunk is joined at most once."""
+        sc, so = self._vchunk, self._voff
+        if sc == ci:
+            return frag[so:end]
+        raw = "".join([self._chunks[sc][so:], *self._chunks[sc + 1 : ci], frag[:end]])
+        self._work += len(raw)
+        return raw
+
+    def _scan(self, frag: str, base: int, ci: int, out: list[tuple[str, object]]) -> None:
+        n = len(frag)
+        pos = 0
+        state = self._state
+        stack = self._stack
+        steps = 0
+        while pos < n:
+            steps += 1
+            if state == _STRING:
+                pos = _STR_RUN.match(frag, pos).end()  # type: ignore[union-attr]  # '*+' always matches
+                if pos == n:
+                    break
+                c = frag[pos]
+                if c == '"':
+                    pos += 1
+                    field = len(stack) == 1 and stack[0] == "{"
+                    if self._is_key:
+                        if field:
+                            self._key = json.loads(self._raw(ci, frag, pos))
+                        state = _COLON
+                    else:
+                        self._commit = base + pos
+                        if field:  # a string member completes at its closing quote
+                            out.append((self._key, json.loads(self._raw(ci, frag, pos))))
+                        if not stack:
+                            self._complete = True
+                        state = _AFTER if stack else _DONE
+                elif c == "\\":
+                    # _STR_RUN eats whole escapes, so this one is either cut by the fragment's end or bad.
+                    state = _ESCAPE
+                    self._esc_start = base + pos
+                    end = _ESC_PREFIX.match(frag, pos).end()  # type: ignore[union-attr]
+                    if end < n:
+                        self._fail(
+                            "hex digit" if end > pos + 1 else "escape character", frag[end], base + end
+                        )
+                        break
+                    self._esc = frag[pos:]
+                    pos = n
+                else:
+                    self._fail("string character (control characters must be escaped)", c, base + pos)
+                    break
+            elif state == _ESCAPE:
+                # Complete an escape cut at the previous fragment's end: \X is 2 characters, \uXXXX 6.
+                esc = self._esc
+                merged = esc + frag[pos : pos + 6 - len(esc)]
+                full = 6 if merged[1] == "u" else 2
+                valid = _ESC_PREFIX.match(merged).end()  # type: ignore[union-attr]
+                if valid >= full:
+                    pos += full - len(esc)
+                    state = _STRING
+                elif valid < len(merged):
+                    self._fail(
+                        "hex digit" if valid > 1 else "escape character",
+                        merged[valid],
+                        self._esc_start + valid,
+                    )
+                    break
+                else:
+                    self._esc = merged  # still cut: the fragment ended again inside the escape
+                    pos = n
+            elif state == _AFTER:
+                pos = _WS.match(frag, pos).end()  # type: ignore[union-attr]
+                if pos == n:
+                    break
+                c = frag[pos]
+                top = stack[-1]
+                if c == ",":
+                    if self._pending is not None:  # a number/literal member completes at its delimiter
+                        out.append(self._pending)
+                        self._pending = None
+                    state = _KEY if top == "{" else _VALUE
+                    pos += 1
+                elif c == _CLOSER[top]:
+                    if self._pending is not None:
+                        out.append(self._pending)
+                        self._pending = None
+                    pos += 1
+                    state = self._close(ci, frag, base, pos, out)
+                else:
+                    self._fail(f"',' or {_CLOSER[top]!r}", c, base + pos)
+                    break
+            elif state in (_VALUE, _ARRAY_FIRST):
+                pos = _WS.match(frag, pos).end()  # type: ignore[union-attr]
+                if pos == n:
+                    break
+                c = frag[pos]
+                if state == _ARRAY_FIRST and c == "]":
+                    pos += 1
+                    state = self._close(ci, frag, base, pos, out)
+                    continue
+                if len(stack) == 1 and stack[0] == "{":  # a top-level member's value starts here
+                    self._vchunk, self._voff = ci, pos
+                if c == '"':
+                    self._is_key = False
+                    self._str_start = base + pos
+                    state = _STRING
+                elif c == "{" or c == "[":
+                    if len(stack) >= MAX_DEPTH:
+                        self._error = f"nesting deeper than {MAX_DEPTH} at offset {base + pos}"
+                        self._error_at = base + pos
+                        break
+                    stack.append(c)
+                    self._commit = base + pos + 1  # "[" alone previews as [] (jiter agrees)
+                    state = _OBJ_FIRST if c == "{" else _ARRAY_FIRST
+                elif c == "-" or "0" <= c <= "9":
+                    self._num = _N_SIGN if c == "-" else _N_ZERO if c == "0" else _N_INT
+                    state = _NUMBER
+                elif c in _LITERALS:
+                    self._lit_word, self._lit_value = _LITERALS[c]
+                    self._lit = self._lit_word[1:]
+                    state = _LITERAL
+                else:
+                    self._fail("a value", c, base + pos)
+                    break
+                pos += 1
+            elif state == _NUMBER:
+                num = self._num
+                if num in _N_DIGIT_RUNS:
+                    pos = _DIGITS.match(frag, pos).end()  # type: ignore[union-attr]
+                    if pos == n:
+                        break
+                c = frag[pos]
+                digit = "0" <= c <= "9"
+                if num in (_N_SIGN, _N_DOT, _N_ESIGN):
+                    if not digit:
+                        self._fail("a digit", c, base + pos)
+                        break
+                    if num == _N_SIGN:
+                        self._num = _N_ZERO if c == "0" else _N_INT
+                    else:
+                        self._num = _N_FRAC if num == _N_DOT else _N_EXP
+                    pos += 1
+                elif num == _N_E:
+                    if not (digit or c == "+" or c == "-"):
+                        self._fail("a digit or sign", c, base + pos)
+                        break
+                    self._num = _N_EXP if digit else _N_ESIGN
+                    pos += 1
+                elif c == "." and (num in (_N_ZERO, _N_INT)):
+                    self._num = _N_DOT
+                    pos += 1
+                elif (c == "e" or c == "E") and num != _N_EXP:
+                    self._num = _N_E
+                    pos += 1
+                else:
+                    # The number ended just before frag[pos] (which _AFTER/_DONE now judges, unconsumed):
+                    # it is committed for preview, but reported only once a ',' or '}' follows.
+                    state = self._end_scalar(ci, frag, base, pos, False)
+            elif state == _LITERAL:
+                rest = self._lit
+                take = frag[pos : pos + len(rest)]
+                if not rest.startswith(take):
+                    bad = next(i for i, (a, b) in enumerate(zip(take, rest, strict=False)) if a != b)
+                    self._fail(repr(self._lit_word), take[bad], base + pos + bad)
+                    break
+                pos += len(take)
+                if len(take) == len(rest):  # the whole word is in: commit it, report at the delimiter
+                    state = self._end_scalar(ci, frag, base, pos, True)
+                else:
+                    self._lit = rest[len(take) :]
+            elif state in (_OBJ_FIRST, _KEY):
+                pos = _WS.match(frag, pos).end()  # type: ignore[union-attr]
+                if pos == n:
+                    break
+                c = frag[pos]
+                if c == '"':
+                    if len(stack) == 1:  # a top-level key: remember where it began to decode it
+                        self._vchunk, self._voff = ci, pos
+                    self._is_key = True
+                    state = _STRING
+                    pos += 1
+                elif c == "}" and state == _OBJ_FIRST:
+                    pos += 1
+                    state = self._close(ci, frag, base, pos, out)
+                else:
+                    self._fail("'\"' or '}'" if state == _OBJ_FIRST else "'\"'", c, base + pos)
+                    break
+            elif state == _COLON:
+                pos = _WS.match(frag, pos).end()  # type: ignore[union-attr]
+                if pos == n:
+                    break
+                c = frag[pos]
+                if c != ":":
+                    self._fail("':'", c, base + pos)
+                    break
+                state = _VALUE
+                pos += 1
+            else:  # _DONE
+                pos = _WS.match(frag, pos).end()  # type: ignore[union-attr]
+                if pos == n:
+                    break
+                self._fail("end of input", frag[pos], base + pos)
+                break
+        self._state = state
+        self._work += steps
+
+    def _close(self, ci: int, frag: str, base: int, pos: int, out: list[tuple[str, object]]) -> int:
+        """A closing bracket was consumed (``frag[pos - 1]``): pop, commit, maybe report; next state."""
+        self._stack.pop()
+        self._commit = base + pos
+        if not self._stack:
+            self._complete = True
+            return _DONE
+        if len(self._stack) == 1 and self._stack[0] == "{":  # a container member completes here
+            out.append((self._key, _loads(self._raw(ci, frag, pos))))
+        return _AFTER
+
+    def _end_scalar(self, ci: int, frag: str, base: int, pos: int, literal: bool) -> int:
+        """A number or literal ended just before ``frag[pos]``: commit it; a member waits in _pending."""
+        self._commit = base + pos
+        stack = self._stack
+        if not stack:
+            self._complete = True
+            return _DONE
+        if len(stack) == 1 and stack[0] == "{":
+            value = self._lit_value if literal else _loads(self._raw(ci, frag, pos))
+            self._pending = (self._key, value)
+        return _AFTER

@@ -1,0 +1,183 @@
+"""A byte-level Server-Sent Events decoder, per the WHATWG "event stream interpretation" rules.
+
+Fed bytes in chunks of any size, it returns the events (and comments) completed so far. Lines end with
+LF, CR or CRLF; a CR at the end of one chunk and an LF at the start of the next are one line ending.
+A UTF-8 byte-order mark at the very start is dropped, even when split across chunks. Field values are
+decoded as UTF-8 per line (CR and LF never occur inside a multi-byte sequence, so splitting bytes on
+them first is equivalent to decoding the whole stream first).
+
+Per field:
+
+    ``data``   appended to the data buffer (lines joined with LF)
+    ``event``  the event type of the event being built (default ``message``)
+    ``id``     the last event id (ignored when it contains NUL)
+    ``retry``  the reconnection time in ms (ignored unless all ASCII digits)
+    other      ignored
+    ``:...``   a comment; returned as ``SSEComment`` (the spec ignores them; fixtures keep timing there)
+
+A blank line dispatches the event being built; with an empty data buffer nothing is dispatched and
+the event type is reset, as the spec says. Bytes left after the last line ending when the stream ends
+are discarded (an unterminated event is not an event); ``close`` reports whether that happened.
+
+Memory is bounded: a line, or one event's data, longer than ``max_line_bytes`` raises
+``LimitExceededError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._errors import LimitExceededError
+
+__all__ = ["SSEComment", "SSEDecoder", "SSEEvent"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One dispatched event: its type, its data (lines joined with LF), and the last id seen."""
+
+    kind: str = field(default="sse_event", init=False)
+    event: str
+    data: str
+    id: str | None = None
+    retry: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SSEComment:
+    """One comment line (``: text``), without the colon and one leading space."""
+
+    kind: str = field(default="sse_comment", init=False)
+    text: str
+
+
+def _decode(value: bytes) -> str:
+    # Strict first (the common case, and fast); the spec's decoder replaces invalid sequences.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("utf-8", "replace")
+
+
+class SSEDecoder:
+    """Feed bytes, get ``SSEEvent`` and ``SSEComment`` items in stream order."""
+
+    def __init__(self, *, max_line_bytes: int = 16 * 1024 * 1024) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.last_event_id: str | None = None
+        self.retry: int | None = None
+        self._tail: list[bytes] = []  # bytes of an unterminated line, as chunks (joined once)
+        self._tail_len = 0
+        self._pending_cr = False  # the previous chunk ended with CR: an LF next belongs to it
+        self._bom_checked = False
+        self._head = b""  # up to 2 bytes held back while deciding whether a BOM starts the stream
+        self._event_type = ""
+        self._data: list[bytes] = []
+        self._has_data = False
+        self._data_len = 0
+        self._retry_seen: int | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent | SSEComment]:
+        """Decode one chunk; return what it completed."""
+        if not self._bom_checked:
+            chunk = self._head + chunk
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._head = chunk  # could still be the start of a BOM
+                return []
+            self._head = b""
+            self._bom_checked = True
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+        if self._pending_cr:
+            self._pending_cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if not chunk:
+            return []
+        if b"\n" not in chunk and b"\r" not in chunk:
+            # No line ends here: keep the piece without copying what came before.
+            self._tail.append(chunk)
+            self._tail_len += len(chunk)
+            if self._tail_len > self.max_line_bytes:
+                raise LimitExceededError(
+                    f"an SSE line exceeded {self.max_line_bytes} bytes without a line ending"
+                )
+            return []
+        if self._tail:
+            self._tail.append(chunk)
+            chunk = b"".join(self._tail)
+            self._tail.clear()
+            self._tail_len = 0
+        lines = chunk.splitlines()  # bytes.splitlines splits on LF, CR and CRLF only
+        last = chunk[-1]
+        if last == 13:  # CR: the LF that may follow in the next chunk is part of this ending
+            self._pending_cr = True
+        elif last != 10:  # the last line is not terminated yet
+            rest = lines.pop()
+            self._tail.append(rest)
+            self._tail_len = len(rest)
+            if self._tail_len > self.max_line_bytes:
+                raise LimitExceededError(
+                    f"an SSE line exceeded {self.max_line_bytes} bytes without a line ending"
+                )
+        return self._lines(lines)
+
+    def close(self) -> bool:
+        """End of stream. Returns True if an unterminated event (or line) was discarded."""
+        discarded = bool(self._tail) or self._has_data or bool(self._event_type)
+        self._tail.clear()
+        self._tail_len = 0
+        self._data.clear()
+        self._has_data = False
+        self._data_len = 0
+        self._event_type = ""
+        return discarded
+
+    def _lines(self, lines: list[bytes]) -> list[SSEEvent | SSEComment]:
+        out: list[SSEEvent | SSEComment] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                # Blank line: dispatch. No data means no event, and the type is reset.
+                if self._has_data:
+                    raw = data[0] if len(data) == 1 else b"\n".join(data)
+                    out.append(
+                        SSEEvent(
+                            event=self._event_type or "message",
+                            data=_decode(raw),
+                            id=self.last_event_id,
+                            retry=self._retry_seen,
+                        )
+                    )
+                    data.clear()
+                    self._has_data = False
+                    self._data_len = 0
+                    self._retry_seen = None
+                self._event_type = ""
+                continue
+            if line[0] == 58:  # ':' starts a comment
+                text = line[1:]
+                if text[:1] == b" ":
+                    text = text[1:]
+                out.append(SSEComment(text=_decode(text)))
+                continue
+            name, colon, value = line.partition(b":")
+            if colon and value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+                self._has_data = True
+                self._data_len += len(value) + 1
+                if self._data_len > self.max_line_bytes:
+                    raise LimitExceededError(f"an SSE event's data exceeded {self.max_line_bytes} bytes")
+            elif name == b"event":
+                self._event_type = _decode(value)
+            elif name == b"id":
+                if b"\x00" not in value:
+                    self.last_event_id = _decode(value)
+            elif name == b"retry" and value.isdigit() and value.isascii():
+                self.retry = self._retry_seen = int(value)
+            # Any other field name is ignored, as the spec says.
+        return out
