@@ -394,6 +394,12 @@ def _mutate(text: str, position: int, kind: int, char: str) -> str:
     return text[:position] + char + text[position + 1 :]
 
 
+class _PairsDict(dict[str, object]):
+    def __init__(self, pairs: list[tuple[str, object]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
 def _strict_loads(text: str) -> bool:
     def reject(name: str) -> object:
         raise ValueError(name)
@@ -424,9 +430,17 @@ def test_mutated_documents_agree_with_json_loads(data: st.DataObject) -> None:
         # Everything before the error offset is a valid prefix, and the preview is that prefix's.
         if prefix.lstrip().startswith(("{", "[")):
             for mode in (True, False):
-                assert tag(s.preview(trailing_strings=mode)) == tag(oracle(prefix, mode))
-    elif valid and isinstance(json.loads(bad), dict):
-        assert tag(fields) == tag(list(json.loads(bad).items()))
+                expected = oracle(prefix, mode)
+                if expected is None:
+                    # jiter raised: the only way for a container prefix is a mutation that cut a surrogate
+                    # pair, e.g. '"\\ud800"\\udc00' -- legal JSON syntax that jiter rejects, json accepts.
+                    assert "\\ud" in prefix.lower()
+                    continue
+                assert tag(s.preview(trailing_strings=mode)) == tag(expected)
+    elif valid:
+        value = json.loads(bad, object_pairs_hook=_PairsDict)
+        if isinstance(value, _PairsDict):  # a mutation may duplicate a key: each member is reported
+            assert tag(fields) == tag(value.pairs)
 
 
 @settings(max_examples=300, deadline=None)

@@ -48,15 +48,13 @@ class Block:
     input: Any = None  # the final input of a tool block, once stopped
     reason: str | None = None  # why a tool call must not run
 
-    @property
-    def tool_id(self) -> str | None:
-        value = self.start.get("id")
-        return value if isinstance(value, str) else None
+    tool_id: str | None = None  # the block's "id" and "name", when they are strings
+    tool_name: str | None = None
 
-    @property
-    def tool_name(self) -> str | None:
-        value = self.start.get("name")
-        return value if isinstance(value, str) else None
+    def __post_init__(self) -> None:
+        tool_id, name = self.start.get("id"), self.start.get("name")
+        self.tool_id = tool_id if isinstance(tool_id, str) else None
+        self.tool_name = name if isinstance(name, str) else None
 
     def raw_input(self) -> str:
         """The tool input's JSON text as streamed (empty for blocks without one)."""

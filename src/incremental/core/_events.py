@@ -1,7 +1,7 @@
 """The typed events a ``StreamParser`` yields.
 
-Every event is a frozen, slotted dataclass whose first field is a ``kind`` tag, so ``event.to_dict()``
-(or ``dataclasses.asdict``) serializes straight into a status stream. In stream order, for one message:
+Every event is a frozen, slotted dataclass with a ``kind`` tag (a class constant, so it costs nothing per
+event); ``event.to_dict()`` serializes it straight into a status stream. In stream order, for one message:
 
     MessageStarted
       BlockStarted(index)                     every block, any type, kept verbatim
@@ -21,8 +21,8 @@ Every event is a frozen, slotted dataclass whose first field is a ``kind`` tag, 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 from ._errors import StreamError
 
@@ -50,9 +50,11 @@ __all__ = [
 class _Serializable:
     __slots__ = ()
 
+    kind: ClassVar[str] = ""
+
     def to_dict(self) -> dict[str, Any]:
-        """The event as JSON-ready data (``kind`` first)."""
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
+        """The event as data, ``kind`` first; JSON-ready when its payload is."""
+        return {"kind": self.kind, **asdict(self)}  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +69,13 @@ class ToolCall(_Serializable):
 
 @dataclass(frozen=True, slots=True)
 class MessageStarted(_Serializable):
-    kind: str = field(default="message_started", init=False)
+    kind: ClassVar[str] = "message_started"
     message: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class BlockStarted(_Serializable):
-    kind: str = field(default="block_started", init=False)
+    kind: ClassVar[str] = "block_started"
     index: int
     block_type: str
     block: dict[str, Any]
@@ -83,21 +85,21 @@ class BlockStarted(_Serializable):
 
 @dataclass(frozen=True, slots=True)
 class TextDelta(_Serializable):
-    kind: str = field(default="text_delta", init=False)
+    kind: ClassVar[str] = "text_delta"
     index: int
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class ThinkingDelta(_Serializable):
-    kind: str = field(default="thinking_delta", init=False)
+    kind: ClassVar[str] = "thinking_delta"
     index: int
     thinking: str
 
 
 @dataclass(frozen=True, slots=True)
 class ToolInputDelta(_Serializable):
-    kind: str = field(default="tool_input_delta", init=False)
+    kind: ClassVar[str] = "tool_input_delta"
     index: int
     tool_id: str
     partial_json: str
@@ -107,7 +109,7 @@ class ToolInputDelta(_Serializable):
 class ToolFieldCompleted(_Serializable):
     """A top-level field of a tool's input is complete (e.g. ``path`` long before ``content``)."""
 
-    kind: str = field(default="tool_field_completed", init=False)
+    kind: ClassVar[str] = "tool_field_completed"
     index: int
     tool_id: str
     tool_name: str
@@ -119,7 +121,7 @@ class ToolFieldCompleted(_Serializable):
 class BlockDelta(_Serializable):
     """A delta kept verbatim: ``signature_delta``, ``citations_delta``, or a type we do not know."""
 
-    kind: str = field(default="block_delta", init=False)
+    kind: ClassVar[str] = "block_delta"
     index: int
     delta: dict[str, Any]
 
@@ -128,7 +130,7 @@ class BlockDelta(_Serializable):
 class BlockStopped(_Serializable):
     """A block other than a client tool call stopped. ``status`` is one of ``BlockStatus``."""
 
-    kind: str = field(default="block_stopped", init=False)
+    kind: ClassVar[str] = "block_stopped"
     index: int
     block_type: str
     status: str
@@ -138,7 +140,7 @@ class BlockStopped(_Serializable):
 class ToolReady(_Serializable):
     """Safe to run: the block stopped, its JSON parsed strictly, and it is an object."""
 
-    kind: str = field(default="tool_ready", init=False)
+    kind: ClassVar[str] = "tool_ready"
     index: int
     call: ToolCall
 
@@ -147,7 +149,7 @@ class ToolReady(_Serializable):
 class ToolRejected(_Serializable):
     """A client tool_use block that must never run. ``status`` is ``invalid`` or ``truncated``."""
 
-    kind: str = field(default="tool_rejected", init=False)
+    kind: ClassVar[str] = "tool_rejected"
     index: int
     tool_id: str
     tool_name: str
@@ -157,14 +159,14 @@ class ToolRejected(_Serializable):
 
 @dataclass(frozen=True, slots=True)
 class MessageDelta(_Serializable):
-    kind: str = field(default="message_delta", init=False)
+    kind: ClassVar[str] = "message_delta"
     delta: dict[str, Any]
     usage: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class MessageStopped(_Serializable):
-    kind: str = field(default="message_stopped", init=False)
+    kind: ClassVar[str] = "message_stopped"
     stop_reason: str | None
     message: dict[str, Any]
 
@@ -173,7 +175,7 @@ class MessageStopped(_Serializable):
 class UnknownEvent(_Serializable):
     """An event type we do not know, kept verbatim."""
 
-    kind: str = field(default="unknown_event", init=False)
+    kind: ClassVar[str] = "unknown_event"
     event_type: str
     data: dict[str, Any]
 
@@ -182,7 +184,7 @@ class UnknownEvent(_Serializable):
 class ParserWarning(_Serializable):
     """Something unexpected that did not stop the stream."""
 
-    kind: str = field(default="warning", init=False)
+    kind: ClassVar[str] = "warning"
     message: str
     index: int | None = None
     event_type: str | None = None
@@ -192,7 +194,7 @@ class ParserWarning(_Serializable):
 class StreamFailed(_Serializable):
     """The stream failed; no more events follow. Open tool blocks were rejected just before."""
 
-    kind: str = field(default="stream_failed", init=False)
+    kind: ClassVar[str] = "stream_failed"
     error: StreamError
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,7 +29,8 @@ What is fatal and what is a warning (see ``_states`` for the transitions):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import json.scanner
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from ._blocks import Block, strict_object
@@ -83,6 +84,12 @@ Format = Literal["sse", "jsonl", "auto"]
 # Events the anthropic SDK's MessageStream adds on top of the raw ones; feeding them would double up.
 _SDK_SYNTHETIC_EVENTS = frozenset({"text", "input_json", "thinking", "signature", "citation"})
 
+# The stdlib's C JSON scanner, called directly: json.loads adds a Python-level wrapper per call.
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+# Event names as they arrive in ``event:`` lines, decoded once.
+_EVENT_NAMES: dict[bytes, str] = {n.encode(): n for n in KNOWN_EVENT_TYPES} | {b"": "message"}
+
 _EXPECTED = {
     MessageState.AWAITING_START: "message_start",
     MessageState.STREAMING: "a content block event, message_delta or message_stop",
@@ -114,6 +121,8 @@ class StreamParser:
         self._delta: dict[str, Any] = {}
         self._usage: dict[str, Any] = {}
         self._chars = 0
+        self._max_block_chars = self.limits.max_block_chars
+        self._max_message_chars = self.limits.max_message_chars
         self._ready: list[ToolCall] = []
 
     # ---------------------------------------------------------------- feeding
@@ -132,20 +141,31 @@ class StreamParser:
                 for obj in self._json_lines(data):
                     self._handle(obj, None, out)
                 return out
-            for item in self._sse.feed(data):
-                if isinstance(item, SSEComment):
+            scan, names, streaming = _scan_once, _EVENT_NAMES, MessageState.STREAMING
+            for item in self._sse.feed_raw(data):
+                if type(item) is not tuple:
+                    assert isinstance(item, SSEComment)
                     self._on_comment(item.text)
                     continue
+                name = names.get(item[0]) or item[0].decode("utf-8", "replace")
+                raw = item[1]
                 try:
-                    obj = json.loads(item.data)
-                except ValueError as exc:
-                    raise MalformedEventError(
-                        f"expected a JSON object in the data line, got {item.data[:80]!r} ({exc})",
-                        event=item.event,
-                        state=self.state,
-                        event_number=self.event_count,
-                    ) from None
-                self._handle(obj, item.event, out)
+                    text = raw.decode("utf-8")
+                    obj, end = scan(text, 0)  # the C scanner directly: json.loads wraps it in Python
+                    if end != len(text):
+                        obj = self._decode_slow(raw, name)
+                except (UnicodeDecodeError, StopIteration, ValueError):
+                    obj = self._decode_slow(raw, name)
+                if (
+                    type(obj) is dict
+                    and obj.get("type") == "content_block_delta"
+                    and self.state is streaming
+                    and (name == "content_block_delta" or name == "message")
+                    and self._fast_delta(obj, out)
+                ):
+                    self.event_count += 1  # the hot path: a well-formed text or tool-input delta
+                    continue
+                self._handle(obj, name, out)
         except StreamError as exc:
             self._fail(exc, out)
         return out
@@ -227,6 +247,18 @@ class StreamParser:
     def _check_open(self) -> None:
         if self.state is MessageState.FAILED:
             raise ParserClosedError(f"the stream already failed: {self.error}")
+
+    def _decode_slow(self, raw: bytes, name: str) -> Any:
+        """A data payload the fast path could not take: whitespace around it, bad UTF-8, or an error."""
+        try:
+            return json.loads(raw.decode("utf-8", "replace"))
+        except ValueError as exc:
+            raise MalformedEventError(
+                f"expected a JSON object in the data line, got {raw[:80]!r} ({exc})",
+                event=name,
+                state=self.state,
+                event_number=self.event_count,
+            ) from None
 
     def _on_comment(self, text: str) -> None:
         if text.startswith("t="):
@@ -332,13 +364,14 @@ class StreamParser:
             etype = sse_event  # the SSE event name is the type when the data leaves it out
         number = self.event_count
         self.event_count += 1
-        if etype == "content_block_delta" and self.state is MessageState.STREAMING:
-            self._on_delta(obj, out)  # the hot path: most events are deltas
-            return
-        if sse_event not in (None, "message", etype):
+        if sse_event is not None and sse_event != etype and sse_event != "message":
             self._warn(
                 f"SSE event name {sse_event!r} differs from the data's type {etype!r}", out, None, etype
             )
+        if etype == "content_block_delta" and self.state is MessageState.STREAMING:
+            if not self._fast_delta(obj, out):
+                self._on_delta(obj, out)
+            return
         if etype == "ping":
             return
         if self.state is MessageState.DONE:
@@ -471,6 +504,53 @@ class StreamParser:
                 tool_name=block.tool_name if block.scanner is not None else None,
             )
         )
+
+    def _fast_delta(self, obj: dict[str, Any], out: list[Event]) -> bool:
+        """The common, well-formed text and tool-input deltas, with the checks inlined.
+
+        Returns False for anything else (or anything wrong), which ``_on_delta`` then handles in full.
+        """
+        index = obj.get("index")
+        block = self._blocks.get(index) if type(index) is int else None
+        delta = obj.get("delta")
+        if block is None or block.status is not BlockStatus.STREAMING or type(delta) is not dict:
+            return False
+        dtype = delta.get("type")
+        if dtype == "input_json_delta":
+            scanner = block.scanner
+            fragment = delta.get("partial_json")
+            if scanner is None or type(fragment) is not str:
+                return False
+        elif dtype == "text_delta":
+            fragment = delta.get("text")
+            if block.type != "text" or type(fragment) is not str:
+                return False
+            scanner = None
+        else:
+            return False
+        n = len(fragment)
+        if block.chars + n > self._max_block_chars or self._chars + n > self._max_message_chars:
+            return False  # let the full path raise the limit error
+        block.chars += n
+        self._chars += n
+        if scanner is None:
+            block.chunks.append(fragment)
+            out.append(TextDelta(index=block.index, text=fragment))
+            return True
+        fields = scanner.feed(fragment)
+        tool_id = block.tool_id or ""
+        out.append(ToolInputDelta(index=block.index, tool_id=tool_id, partial_json=fragment))
+        for key, value in fields:
+            out.append(
+                ToolFieldCompleted(
+                    index=block.index,
+                    tool_id=tool_id,
+                    tool_name=block.tool_name or "",
+                    field=key,
+                    value=value,
+                )
+            )
+        return True
 
     def _on_delta(self, obj: dict[str, Any], out: list[Event]) -> None:
         block = self._open_block(obj, "content_block_delta")

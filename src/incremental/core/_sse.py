@@ -25,7 +25,8 @@ Memory is bounded: a line, or one event's data, longer than ``max_line_bytes`` r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 from ._errors import LimitExceededError
 
@@ -36,20 +37,19 @@ _BOM = b"\xef\xbb\xbf"
 
 @dataclass(frozen=True, slots=True)
 class SSEEvent:
-    """One dispatched event: its type, its data (lines joined with LF), and the last id seen."""
+    """One dispatched event: its type, its data (lines joined with LF), and the last event id then."""
 
-    kind: str = field(default="sse_event", init=False)
+    kind: ClassVar[str] = "sse_event"
     event: str
     data: str
     id: str | None = None
-    retry: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SSEComment:
     """One comment line (``: text``), without the colon and one leading space."""
 
-    kind: str = field(default="sse_comment", init=False)
+    kind: ClassVar[str] = "sse_comment"
     text: str
 
 
@@ -73,14 +73,28 @@ class SSEDecoder:
         self._pending_cr = False  # the previous chunk ended with CR: an LF next belongs to it
         self._bom_checked = False
         self._head = b""  # up to 2 bytes held back while deciding whether a BOM starts the stream
-        self._event_type = ""
-        self._data: list[bytes] = []
-        self._has_data = False
+        self._event_type = b""
+        self._data: list[bytes] = []  # data lines of the event being built
         self._data_len = 0
-        self._retry_seen: int | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent | SSEComment]:
         """Decode one chunk; return what it completed."""
+        out: list[SSEEvent | SSEComment] = []
+        for item in self.feed_raw(chunk):
+            if isinstance(item, SSEComment):
+                out.append(item)
+            else:
+                out.append(
+                    SSEEvent(
+                        event=_decode(item[0]) or "message",
+                        data=_decode(item[1]),
+                        id=item[2],
+                    )
+                )
+        return out
+
+    def feed_raw(self, chunk: bytes) -> list[tuple[bytes, bytes, str | None] | SSEComment]:
+        """Like ``feed``, but events come as (type, data, id) with bytes undecoded: the parser's fast path."""
         if not self._bom_checked:
             chunk = self._head + chunk
             if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
@@ -126,58 +140,58 @@ class SSEDecoder:
 
     def close(self) -> bool:
         """End of stream. Returns True if an unterminated event (or line) was discarded."""
-        discarded = bool(self._tail) or self._has_data or bool(self._event_type)
+        discarded = bool(self._tail) or bool(self._data) or bool(self._event_type)
         self._tail.clear()
         self._tail_len = 0
         self._data.clear()
-        self._has_data = False
         self._data_len = 0
-        self._event_type = ""
+        self._event_type = b""
         return discarded
 
-    def _lines(self, lines: list[bytes]) -> list[SSEEvent | SSEComment]:
-        out: list[SSEEvent | SSEComment] = []
+    def _lines(self, lines: list[bytes]) -> list[tuple[bytes, bytes, str | None] | SSEComment]:
+        out: list[tuple[bytes, bytes, str | None] | SSEComment] = []
         data = self._data
         for line in lines:
             if not line:
                 # Blank line: dispatch. No data means no event, and the type is reset.
-                if self._has_data:
-                    raw = data[0] if len(data) == 1 else b"\n".join(data)
+                if data:
                     out.append(
-                        SSEEvent(
-                            event=self._event_type or "message",
-                            data=_decode(raw),
-                            id=self.last_event_id,
-                            retry=self._retry_seen,
+                        (
+                            self._event_type,
+                            data[0] if len(data) == 1 else b"\n".join(data),
+                            self.last_event_id,
                         )
                     )
                     data.clear()
-                    self._has_data = False
                     self._data_len = 0
-                    self._retry_seen = None
-                self._event_type = ""
+                self._event_type = b""
                 continue
-            if line[0] == 58:  # ':' starts a comment
+            if line.startswith(b"data: "):  # the common cases first
+                value = line[6:]
+                name = b"data"
+            elif line.startswith(b"event: "):
+                self._event_type = line[7:]
+                continue
+            elif line[0] == 58:  # ':' starts a comment
                 text = line[1:]
                 if text[:1] == b" ":
                     text = text[1:]
                 out.append(SSEComment(text=_decode(text)))
                 continue
-            name, colon, value = line.partition(b":")
-            if colon and value[:1] == b" ":
-                value = value[1:]
+            else:
+                name, colon, value = line.partition(b":")
+                if colon and value[:1] == b" ":
+                    value = value[1:]
             if name == b"data":
                 data.append(value)
-                self._has_data = True
                 self._data_len += len(value) + 1
                 if self._data_len > self.max_line_bytes:
                     raise LimitExceededError(f"an SSE event's data exceeded {self.max_line_bytes} bytes")
             elif name == b"event":
-                self._event_type = _decode(value)
-            elif name == b"id":
-                if b"\x00" not in value:
-                    self.last_event_id = _decode(value)
+                self._event_type = value
+            elif name == b"id" and b"\x00" not in value:
+                self.last_event_id = _decode(value)
             elif name == b"retry" and value.isdigit() and value.isascii():
-                self.retry = self._retry_seen = int(value)
+                self.retry = int(value)
             # Any other field name is ignored, as the spec says.
         return out
