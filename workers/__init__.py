@@ -1,0 +1,1 @@
+"""arq workers: the jobs that run tool calls, and their WorkerSettings."""
