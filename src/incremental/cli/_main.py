@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _inspect
+from . import _fake_api, _inspect, _replay
 
 __all__ = ["main"]
 
@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _inspect.add_parser(sub)
+    _fake_api.add_parser(sub)
+    _replay.add_parser(sub)
     return parser
 
 

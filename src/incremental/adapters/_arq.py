@@ -1,0 +1,118 @@
+"""arq, wrapped once: job names, deterministic job ids, and JSON (never pickle) serialization.
+
+Every enqueue in the project goes through the typed functions here, so the string job names live in
+this module only. Job ids are derived from what the job is about, so enqueueing the same thing twice
+(a redelivered job, two monitors racing) creates one job: arq refuses a job id that already exists.
+
+    inc:tool:{run}:{tool_use_id}            run_tool      one per tool call, ever
+    inc:stream:{run}:{turn}                 stream_turn   one per turn: the model request and its stream
+    inc:monitor:{run}:{turn}:{check}        monitor_turn  a fresh id per check: no check hits the retry cap
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+__all__ = [
+    "JOB_MONITOR_TURN",
+    "JOB_RUN_TOOL",
+    "JOB_STREAM_TURN",
+    "ToolJob",
+    "connect",
+    "enqueue_monitor",
+    "enqueue_stream_turn",
+    "enqueue_tool",
+    "json_deserializer",
+    "json_serializer",
+]
+
+JOB_RUN_TOOL = "run_tool"
+JOB_STREAM_TURN = "stream_turn"
+JOB_MONITOR_TURN = "monitor_turn"
+
+
+def _default(value: object) -> object:
+    if isinstance(value, BaseException):  # arq stores a failed job's exception as its result
+        return {"exception": type(value).__name__, "message": str(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def json_serializer(value: Any) -> bytes:
+    """arq's job_serializer: JSON everywhere Redis holds our data (arq's default would be pickle)."""
+    return json.dumps(value, default=_default, separators=(",", ":")).encode()
+
+
+def json_deserializer(data: bytes) -> Any:
+    return json.loads(data)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolJob:
+    """Everything a worker needs to run one tool call. JSON-ready."""
+
+    run_id: str
+    turn: int
+    tool_use_id: str
+    name: str
+    args: dict[str, Any]
+    index: int = 0
+    concurrency_key: str | None = None
+    queue: str | None = None
+    idempotent: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolJob:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @property
+    def job_id(self) -> str:
+        return f"inc:tool:{self.run_id}:{self.tool_use_id}"
+
+
+async def connect(url: str) -> ArqRedis:
+    """An arq pool on ``url`` that serializes jobs as JSON."""
+    return await create_pool(
+        RedisSettings.from_dsn(url),
+        job_serializer=json_serializer,
+        job_deserializer=json_deserializer,
+    )
+
+
+async def enqueue_tool(pool: ArqRedis, job: ToolJob) -> bool:
+    """Enqueue one tool call. False when a job for this tool_use id already exists."""
+    kwargs: dict[str, Any] = {"_job_id": job.job_id}
+    if job.queue:
+        kwargs["_queue_name"] = job.queue
+    return await pool.enqueue_job(JOB_RUN_TOOL, job.to_dict(), **kwargs) is not None
+
+
+async def enqueue_stream_turn(pool: ArqRedis, run_id: str, turn: int) -> bool:
+    """Enqueue the request-and-stream job of one turn; at most one per (run, turn)."""
+    job = await pool.enqueue_job(JOB_STREAM_TURN, run_id, turn, _job_id=f"inc:stream:{run_id}:{turn}")
+    return job is not None
+
+
+async def enqueue_monitor(pool: ArqRedis, run_id: str, turn: int, check: int, defer_s: float) -> bool:
+    """Schedule the safety-net check number ``check`` of a turn, ``defer_s`` seconds from now."""
+    job = await pool.enqueue_job(
+        JOB_MONITOR_TURN,
+        run_id,
+        turn,
+        check,
+        _job_id=f"inc:monitor:{run_id}:{turn}:{check}",
+        _defer_by=max(defer_s, 0.001),
+    )
+    return job is not None

@@ -1,0 +1,302 @@
+"""An async client for the streaming Messages API: ``POST /v1/messages`` in, decoded event dicts out.
+
+Retry policy (``tenacity``): only getting the 200 is retried, never a stream that has started.
+
+- Retried, up to ``max_retries`` times after the first attempt: connect errors and timeouts (any
+  ``httpx.TimeoutException``, ``httpx.NetworkError`` or ``httpx.RemoteProtocolError`` raised before the
+  response headers arrive) and the statuses 429, 500-504 and 529 (``is_retryable_status``).
+- The wait honours ``retry-after-ms`` (milliseconds), else ``retry-after`` (seconds, may be fractional),
+  capped at ``4 * backoff_max``. Without them it is exponential with jitter: attempt *n* waits
+  ``backoff_base * 2**(n-1)`` times a random factor in [1, 1.25), never more than ``backoff_max``.
+- Not retried: any other status (400, 401, 403, 404, 413, ...), a 200 that is not ``text/event-stream``,
+  and anything once the 200's headers are in. A stream that breaks mid-way raises ``APIConnectionError``
+  from the iteration: the turn fails rather than risk running its tools twice; the caller decides.
+
+Errors are ``APIStatusError`` (with the status, the API's ``error.type`` and message, ``request-id``,
+``retry-after``) or ``APIConnectionError``; both carry ``attempts``. A data line that is not a JSON
+object raises ``MalformedEventError`` from the iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from ..core import IncrementalError, MalformedEventError
+
+_ENDPOINT = "POST /v1/messages"
+_RETRYABLE_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_MAX_ERROR_BODY = 64 * 1024  # bytes of a non-200 body read to find the error's type and message
+
+
+def is_retryable_status(status: int) -> bool:
+    """429 (rate limited), 500-504 and 529 (overloaded) are worth another attempt; nothing else is."""
+    return status == 429 or 500 <= status <= 504 or status == 529
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+class APIError(IncrementalError):
+    """A request to the Messages API failed. ``attempts`` is how many HTTP attempts were made."""
+
+    attempts: int
+
+
+class APIStatusError(APIError):
+    """The API answered with something other than a 200 event stream.
+
+    ``message`` is the API's own ``error.message`` (or a short excerpt of the body); ``str(error)`` says
+    what was expected and what arrived. ``retry_after`` is the wait in seconds the API asked for, if any.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        error_type: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.status_code = status_code
+        self.error_type = error_type
+        self.message = message
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.attempts = attempts
+        expected = "a text/event-stream 200" if status_code == 200 else "200"
+        rid = f", request-id {request_id}" if request_id else ""
+        super().__init__(
+            f"expected {expected} from {_ENDPOINT}, got {status_code} {error_type}: {message}"
+            f" (after {_count(attempts, 'attempt')}{rid})"
+        )
+
+
+class APIConnectionError(APIError):
+    """No response could be had, or the 200 stream broke mid-way (the message says which, and why)."""
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        self.attempts = attempts
+        super().__init__(message)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name, "")) * scale
+        except ValueError:
+            continue  # absent, or an HTTP date: fall back to backoff
+        if value >= 0:
+            return value
+    return None
+
+
+async def _status_error(response: httpx.Response, attempts: int) -> APIStatusError:
+    body = b""
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= _MAX_ERROR_BODY:
+                break
+    except httpx.TransportError:
+        pass  # the status says enough
+    error_type, message = f"http_{response.status_code}", response.reason_phrase or "(no body)"
+    try:
+        error = json.loads(body)["error"]
+        error_type, message = str(error["type"]), str(error.get("message", message))
+    except (ValueError, KeyError, TypeError):
+        if response.status_code == 200:
+            content_type = response.headers.get("content-type", "")
+            error_type, message = "unexpected_content_type", f"content-type {content_type!r}"
+        elif body:
+            message = body[:200].decode("utf-8", "replace")
+    return APIStatusError(
+        response.status_code,
+        error_type,
+        message,
+        request_id=response.headers.get("request-id"),
+        retry_after=_retry_after(response.headers),
+        attempts=attempts,
+    )
+
+
+def _should_retry(exc: BaseException) -> bool:
+    if isinstance(exc, APIStatusError):
+        return is_retryable_status(exc.status_code)
+    return isinstance(exc, APIConnectionError) and isinstance(exc.__cause__, _RETRYABLE_TRANSPORT)
+
+
+class MessageStream:
+    """An open 200 response: iterate the decoded event objects (dicts), in order, ``ping`` included.
+
+    Iterate it once, inside the ``async with client.stream(...)`` block that produced it.
+    """
+
+    def __init__(
+        self, source: EventSource, *, request_id: str | None, attempts: int, first_byte_at: float
+    ) -> None:
+        self.request_id = request_id  # the `request-id` response header
+        self.attempts = attempts  # HTTP attempts it took to get this 200
+        self.first_byte_at = first_byte_at  # time.monotonic() when the 200 headers arrived
+        self.events_received = 0
+        self._closed = False
+        self._source = source
+        self._events = self._iterate(source)
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        if self._closed:
+            raise RuntimeError("this MessageStream is closed: iterate it inside its `async with` block")
+        return self._events
+
+    async def _iterate(self, source: EventSource) -> AsyncGenerator[dict[str, Any], None]:
+        try:
+            async with aclosing(source.aiter_sse()) as sse_events:
+                async for sse in sse_events:
+                    if not sse.data:
+                        continue  # per the SSE spec, an event without data is not dispatched
+                    try:
+                        obj = json.loads(sse.data)
+                    except ValueError:
+                        obj = None
+                    if not isinstance(obj, dict):
+                        raise MalformedEventError(
+                            f"expected a JSON object in the data of an SSE event, got {sse.data[:80]!r}",
+                            event=sse.event,
+                            event_number=self.events_received,
+                        )
+                    self.events_received += 1
+                    yield obj
+        except httpx.TransportError as exc:  # nothing is thrown in at `yield`: this is the connection
+            raise APIConnectionError(
+                f"the 200 stream of {_ENDPOINT} broke after {_count(self.events_received, 'event')}: "
+                f"{_describe(exc)} (not retried: a failed stream fails the turn)",
+                attempts=self.attempts,
+            ) from exc
+
+    async def _close(self) -> None:
+        self._closed = True
+        await self._events.aclose()
+        await self._source.response.aclose()
+
+
+class MessagesClient:
+    """Streams ``POST {base_url}/v1/messages``; see the module docstring for the retry policy.
+
+    ``timeout`` (read/write/pool) and ``connect_timeout`` apply to every request, also on an ``http``
+    client you pass in (which ``aclose`` leaves open: it is yours).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "https://api.anthropic.com",
+        api_key: str | None = None,
+        anthropic_version: str = "2023-06-01",
+        betas: Sequence[str] = (),
+        timeout: float = 600.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 4,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        http: httpx.AsyncClient | None = None,
+        _sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._url = base_url.rstrip("/") + "/v1/messages"
+        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY") or None
+        self._headers = {
+            "anthropic-version": anthropic_version,
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+        }
+        if key:
+            self._headers["x-api-key"] = key
+        if betas:
+            self._headers["anthropic-beta"] = betas if isinstance(betas, str) else ",".join(betas)
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._sleep = _sleep
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
+
+    async def __aenter__(self) -> MessagesClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def stream(self, request: Mapping[str, Any]) -> AbstractAsyncContextManager[MessageStream]:
+        """POST ``{**request, "stream": True}``; the block gets the open 200 stream, closed on exit."""
+        return self._stream({**request, "stream": True})
+
+    @asynccontextmanager
+    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[MessageStream]:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(_should_retry),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                stream = await self._attempt(body, attempt.retry_state.attempt_number)
+        try:
+            yield stream
+        finally:
+            await stream._close()
+
+    async def _attempt(self, body: dict[str, Any], attempt: int) -> MessageStream:
+        request = self._http.build_request(
+            "POST", self._url, json=body, headers=self._headers, timeout=self._timeout
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise APIConnectionError(
+                f"expected 200 from {_ENDPOINT}, could not get a response: {_describe(exc)} "
+                f"(after {_count(attempt, 'attempt')})",
+                attempts=attempt,
+            ) from exc
+        first_byte_at = time.monotonic()
+        content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if response.status_code != 200 or content_type != "text/event-stream":
+            try:
+                raise await _status_error(response, attempt)
+            finally:
+                await response.aclose()
+        return MessageStream(
+            EventSource(response),
+            request_id=response.headers.get("request-id"),
+            attempts=attempt,
+            first_byte_at=first_byte_at,
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, APIStatusError) and exc.retry_after is not None:
+            return min(exc.retry_after, 4 * self._backoff_max)
+        delay = self._backoff_base * 2.0 ** (state.attempt_number - 1) * (1 + 0.25 * random.random())
+        return min(delay, self._backoff_max)

@@ -1,0 +1,312 @@
+"""The dispatch pipeline end to end: real Redis, real arq workers, the fake Messages API over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from incremental.adapters._arq import connect
+from incremental.adapters._eventlog import EventLog
+from incremental.adapters._store import TurnStore
+from incremental.fake_api import FakeMessagesAPI
+from incremental.pipeline import RunConfig, start_run, summarize
+from incremental.replay import FINAL_EVENTS, ReplayOptions, replay
+from incremental.tools import ToolResult
+
+from ._streams import (
+    MESSAGE_STOP,
+    json_delta,
+    message_delta,
+    message_start,
+    stop,
+    stream,
+    text_delta,
+    text_start,
+    tool_start,
+)
+from ._support import FIXTURES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _test_toolset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INCREMENTAL_TOOLSETS", "test=tests._toolsets:registry")
+
+
+def tool_turn_file(
+    path: Path, calls: list[tuple[str, str, dict[str, Any]]], stop_reason: str = "tool_use"
+) -> Path:
+    """A recorded turn: a text block, then each (id, name, input) as a tool_use streamed in pieces."""
+    objs = [message_start(), text_start(0), text_delta(0, "Working on it."), stop(0)]
+    for i, (tool_id, name, value) in enumerate(calls, start=1):
+        text = json.dumps(value)
+        objs.append(tool_start(i, tool_id, name))
+        objs += [json_delta(i, "")] + [json_delta(i, text[j : j + 7]) for j in range(0, len(text), 7)]
+        objs.append(stop(i))
+    objs += [message_delta(stop_reason), MESSAGE_STOP]
+    path.write_bytes(stream(*objs))
+    return path
+
+
+def final_turn_file(path: Path) -> Path:
+    objs = [
+        message_start("msg_final"),
+        text_start(0),
+        text_delta(0, "Done."),
+        stop(0),
+        message_delta("end_turn"),
+    ]
+    path.write_bytes(stream(*objs, MESSAGE_STOP))
+    return path
+
+
+async def play(
+    redis_url: str, files: list[Path], **options: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    options.setdefault("workers", 2)
+    options.setdefault("speed", 0.0)
+    options.setdefault("toolset", "test")
+    summary = await replay(ReplayOptions(files=files, redis_url=redis_url, **options))
+    pool = await connect(redis_url)
+    try:
+        events = await EventLog(pool).all(summary["run_id"])
+    finally:
+        await pool.aclose()
+    return summary, events
+
+
+def kinds_for(events: list[dict[str, Any]], tool_id: str) -> list[str]:
+    return [e["kind"] for e in events if e.get("tool_use_id") == tool_id]
+
+
+def index_of(events: list[dict[str, Any]], kind: str, **match: Any) -> int:
+    return next(
+        i for i, e in enumerate(events) if e["kind"] == kind and all(e.get(k) == v for k, v in match.items())
+    )
+
+
+async def test_two_turn_app_builder_conversation_through_real_workers(redis_url: str, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    files = [FIXTURES / "app_builder_8_tools.sse", FIXTURES / "app_builder_turn2.sse"]
+    summary, events = await play(redis_url, files, toolset="app", workspace=str(workspace))
+    assert summary["state"] == "completed", summary
+    assert summary["requests"] == 2 and summary["rejected_requests"] == []
+    assert [t["status"] for t in summary["tools"]] == ["ok"] * 8
+    assert all(t["executions"] == 1 for t in summary["tools"])
+    assert (workspace / "src" / "App.tsx").is_file()
+    assert json.loads((workspace / "app.json").read_text())["name"]
+    assert [e["kind"] for e in events].count("continued") == 1
+
+
+async def test_tools_start_before_message_stop(redis_url: str, tmp_path: Path) -> None:
+    # Recorded at realistic pace; speed 10 keeps the test short. Order of events, not timing, is asserted.
+    files = [FIXTURES / "app_builder_8_tools.sse", FIXTURES / "app_builder_turn2.sse"]
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    summary, events = await play(redis_url, files, toolset="app", workspace=str(workspace), speed=10.0)
+    stopped = index_of(events, "message_stopped", turn=0)
+    first = summary["tools"][0]["id"]
+    assert index_of(events, "tool_completed", tool_use_id=first) < stopped
+    early = [t for t in summary["tools"] if t["finished_at"] < summary["stream_end_at"]]
+    assert len(early) >= 6  # all but the last calls finished while the model was still streaming
+
+
+async def test_poison_tool_gives_an_error_result_and_the_turn_continues(
+    redis_url: str, tmp_path: Path
+) -> None:
+    files = [
+        tool_turn_file(tmp_path / "t1.sse", [("toolu_poison", "poison", {"why": "kaput"})]),
+        final_turn_file(tmp_path / "t2.sse"),
+    ]
+    summary, _ = await play(redis_url, files)
+    assert summary["state"] == "completed"
+    [tool] = summary["tools"]
+    assert tool["status"] == "error"
+
+
+async def test_truncated_and_invalid_inputs_never_run(redis_url: str, tmp_path: Path) -> None:
+    summary, events = await play(
+        redis_url, [FIXTURES / "max_tokens_in_tool.sse"], toolset="app", workspace=str(tmp_path)
+    )
+    assert summary["state"] == "stopped" and "max_tokens" in summary["reason"]
+    started = {e["tool_use_id"] for e in events if e["kind"] == "tool_started"}
+    rejected = {e["tool_use_id"] for e in events if e["kind"] == "tool_rejected"}
+    assert len(rejected) == 1 and not (started & rejected)
+
+    files = [FIXTURES / "invalid_tool_json.sse", final_turn_file(tmp_path / "t2.sse")]
+    summary, events = await play(redis_url, files, toolset="app", workspace=str(tmp_path))
+    refused = [t for t in summary["tools"] if t["status"] == "refused"]
+    assert len(refused) == 1 and refused[0]["executions"] == 0
+    assert summary["state"] == "completed"
+
+
+async def test_unknown_tool_and_schema_failure_are_refused_before_enqueue(
+    redis_url: str, tmp_path: Path
+) -> None:
+    files = [
+        tool_turn_file(
+            tmp_path / "t1.sse",
+            [("toolu_unknown", "launch_rockets", {}), ("toolu_schema", "sleepy", {"seconds": "soon"})],
+        ),
+        final_turn_file(tmp_path / "t2.sse"),
+    ]
+    summary, events = await play(redis_url, files)
+    assert [t["status"] for t in summary["tools"]] == ["refused", "refused"]
+    assert not [e for e in events if e["kind"] in ("tool_enqueued", "tool_started")]
+    assert summary["state"] == "completed"
+
+
+async def test_deadline_fills_missing_results_and_continues(redis_url: str, tmp_path: Path) -> None:
+    files = [
+        tool_turn_file(
+            tmp_path / "t1.sse",
+            [("toolu_slow", "sleepy", {"seconds": 5}), ("toolu_fast", "sleepy", {"seconds": 0})],
+        ),
+        final_turn_file(tmp_path / "t2.sse"),
+    ]
+    summary, events = await play(redis_url, files, turn_timeout_s=0.5)
+    assert summary["state"] == "completed"
+    deadline = [e for e in events if e["kind"] == "turn_deadline"]
+    assert len(deadline) == 1 and deadline[0]["missing"] == ["toolu_slow"]
+
+
+async def test_same_concurrency_key_runs_in_stream_order(redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "ordered.txt"
+    calls = [
+        ("toolu_a", "slow_append", {"path": str(out), "line": "first", "delay": 0.3}),
+        ("toolu_b", "slow_append", {"path": str(out), "line": "second", "delay": 0.0}),
+        ("toolu_c", "slow_append", {"path": str(tmp_path / "other.txt"), "line": "x", "delay": 0.0}),
+    ]
+    files = [tool_turn_file(tmp_path / "t1.sse", calls), final_turn_file(tmp_path / "t2.sse")]
+    summary, events = await play(redis_url, files)
+    assert summary["state"] == "completed"
+    assert out.read_text() == "first\nsecond\n"
+    assert index_of(events, "tool_completed", tool_use_id="toolu_a") < index_of(
+        events, "tool_started", tool_use_id="toolu_b"
+    )
+    # The call on another key did not wait for them.
+    assert index_of(events, "tool_started", tool_use_id="toolu_c") < index_of(
+        events, "tool_completed", tool_use_id="toolu_a"
+    )
+
+
+async def test_exactly_one_continuation_when_results_race_the_seal(redis_url: str) -> None:
+    pool = await connect(redis_url)
+    store = TurnStore(pool)
+    try:
+        for trial in range(30):
+            run_id, ids = f"race-{trial}", [f"toolu_{i}" for i in range(6)]
+            results = [ToolResult(i, "t", "ok", "done", False) for i in ids]
+            steps = [store.add_result(run_id, 0, r) for r in results] + [store.seal(run_id, 0, ids, 1e12)]
+            steps += [store.add_result(run_id, 0, results[0])]  # a redelivered duplicate too
+            order = list(range(len(steps)))
+            # Vary who comes last: the seal, or any of the results.
+            order.insert(0, order.pop(trial % len(order)))
+            outcomes = await asyncio.gather(*(steps[i] for i in order))
+            assert outcomes.count("continue") == 1, outcomes
+            assert outcomes.count("dup") == 1
+    finally:
+        await pool.aclose()
+
+
+async def test_after_message_tool_waits_for_message_stop(redis_url: str, tmp_path: Path) -> None:
+    files = [
+        tool_turn_file(
+            tmp_path / "t1.sse", [("toolu_pay", "charge_card", {}), ("toolu_s", "sleepy", {"seconds": 0})]
+        ),
+        final_turn_file(tmp_path / "t2.sse"),
+    ]
+    summary, events = await play(redis_url, files)
+    assert summary["state"] == "completed"
+    assert index_of(events, "message_stopped") < index_of(events, "tool_enqueued", tool_use_id="toolu_pay")
+    assert index_of(events, "tool_enqueued", tool_use_id="toolu_s") < index_of(events, "message_stopped")
+
+    # ... and never runs when the message does not end with tool_use.
+    files = [tool_turn_file(tmp_path / "t3.sse", [("toolu_pay2", "charge_card", {})], stop_reason="end_turn")]
+    summary, events = await play(redis_url, files)
+    assert [t["status"] for t in summary["tools"]] == ["cancelled"]
+    assert "tool_started" not in kinds_for(events, "toolu_pay2")
+
+
+async def test_overloaded_stream_fails_the_run_and_continues_nothing(redis_url: str, tmp_path: Path) -> None:
+    files = [FIXTURES / "overloaded_midstream.sse", final_turn_file(tmp_path / "t2.sse")]
+    summary, events = await play(redis_url, files, toolset="app", workspace=str(tmp_path))
+    assert summary["state"] == "failed" and "overloaded_error" in summary["reason"]
+    assert summary["requests"] == 1 and "continued" not in [e["kind"] for e in events]
+
+
+async def wait_for(
+    log: EventLog, run_id: str, kinds: set[str], after: str = "0-0"
+) -> tuple[str, dict[str, Any]]:
+    """The next event of one of these kinds (bounded by the caller's timeout)."""
+    while True:
+        for entry_id, event in await log.read(run_id, after, block_ms=1000):
+            after = entry_id
+            if event["kind"] in kinds:
+                return entry_id, event
+
+
+def start_worker(redis_url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "INCREMENTAL_TOOLSETS": "test=tests._toolsets:registry",
+        "INCREMENTAL_JOB_TIMEOUT": "2",  # arq redelivers a dead worker's job after this + 10 s
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "arq", "workers.settings.WorkerSettings"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_worker_killed_mid_tool_redelivers_and_the_side_effect_happens_once(
+    redis_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "once.txt"
+    files = [
+        tool_turn_file(
+            tmp_path / "t1.sse",
+            [("toolu_k", "slow_append", {"path": str(out), "line": "once", "delay": 1.5})],
+        ),
+        final_turn_file(tmp_path / "t2.sse"),
+    ]
+    pool = await connect(redis_url)
+    log = EventLog(pool)
+    first = start_worker(redis_url)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        async with FakeMessagesAPI(files, speed=0) as api:
+            config = RunConfig(toolset="test", api_base_url=api.url, max_turns=2, turn_timeout_s=120)
+            run_id = await start_run(pool, config, [{"role": "user", "content": "go"}])
+            async with asyncio.timeout(60):
+                after, _ = await wait_for(log, run_id, {"tool_started"})
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                second = start_worker(redis_url)
+                _, end = await wait_for(log, run_id, FINAL_EVENTS, after)
+            assert end["kind"] == "run_completed", end
+            summary = summarize(await log.all(run_id))
+            [tool] = summary["tools"]
+            assert tool["executions"] == 2 and tool["status"] == "ok"
+            assert out.read_text() == "once\n"
+            results = [b for b in api.requests[1]["messages"][-1]["content"] if b["type"] == "tool_result"]
+            assert [r["tool_use_id"] for r in results] == ["toolu_k"]
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+        await pool.aclose()
