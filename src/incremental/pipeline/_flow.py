@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..adapters._arq import ToolJob, enqueue_stream_turn, enqueue_tool
+from ..adapters._arq import ToolJob
 from ..tools import Planned, ToolResult
 from ._services import Services
 
@@ -40,7 +40,7 @@ async def dispatch(svc: Services, run_id: str, turn: int, planned: Planned) -> N
 
 
 async def _enqueue(svc: Services, job: ToolJob) -> None:
-    created = await enqueue_tool(svc.pool, job)
+    created = await svc.enqueue_tool(job)
     await svc.events.append(
         job.run_id,
         "tool_enqueued",
@@ -95,7 +95,7 @@ async def continue_run(svc: Services, run_id: str, next_turn: int, *, trigger: s
         await end_run(svc, run_id, "stopped", f"turn limit reached ({max_turns} turns)", turn=next_turn - 1)
         return
     await svc.events.append(run_id, "continued", turn=next_turn, trigger=trigger, decided_at=time.time())
-    await enqueue_stream_turn(svc.pool, run_id, next_turn)
+    await svc.enqueue_stream_turn(run_id, next_turn)
 
 
 async def end_run(svc: Services, run_id: str, state: str, reason: str, *, turn: int) -> None:

@@ -17,7 +17,7 @@ import random
 import time
 from typing import Any
 
-from ..adapters._arq import ToolJob, enqueue_monitor, enqueue_stream_turn
+from ..adapters._arq import ToolJob
 from ..adapters._messages_client import APIConnectionError, APIStatusError
 from ..core import (
     BlockStarted,
@@ -210,7 +210,7 @@ class _TurnState:
         if outcome == "continue":
             await continue_run(svc, run_id, turn + 1, trigger="seal")
         else:
-            await enqueue_monitor(svc.pool, run_id, turn, 0, min(svc.monitor_interval_s, self.timeout_s))
+            await svc.enqueue_monitor(run_id, turn, 0, min(svc.monitor_interval_s, self.timeout_s))
 
     async def fail(self, reason: str) -> None:
         """The stream did not end with tool_use: nothing continues; queued tools will see the run ended."""
@@ -286,7 +286,7 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
         # Make sure the next turn was enqueued even if whoever continued died right after deciding.
         max_turns = int(run.config.get("max_turns") or 10)
         if run.state == "running" and turn + 1 < max_turns:
-            await enqueue_stream_turn(svc.pool, run_id, turn + 1)
+            await svc.enqueue_stream_turn(run_id, turn + 1)
         return "continued"
     if continued == "blocked" or run.state != "running":
         return "ended"
@@ -316,5 +316,5 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
     wait = (
         svc.monitor_interval_s if record.get("sealed") != "1" else min(svc.monitor_interval_s, deadline - now)
     )
-    await enqueue_monitor(svc.pool, run_id, turn, check + 1, wait)
+    await svc.enqueue_monitor(run_id, turn, check + 1, wait)
     return "waiting"

@@ -10,6 +10,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from ..adapters import _arq
 from ..adapters._eventlog import EventLog
 from ..adapters._messages_client import MessagesClient
 from ..adapters._store import RunRecord, TurnStore
@@ -31,6 +32,8 @@ def _load_registry(path: str) -> ToolRegistry:
 
 @dataclass
 class Services:
+    """The arq flavour: Redis store, Redis event log, arq queue. ``LocalServices`` swaps all three."""
+
     pool: ArqRedis
     toolsets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOOLSETS))
     monitor_interval_s: float = 2.0
@@ -38,12 +41,23 @@ class Services:
     _clients: dict[str, MessagesClient] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.store = TurnStore(self.pool)
-        self.events = EventLog(self.pool)
+        self.store: TurnStore = TurnStore(self.pool)
+        self.events: EventLog = EventLog(self.pool)
         extra = os.environ.get("INCREMENTAL_TOOLSETS", "")  # "name=module:attr,name2=module:attr"
         for item in filter(None, (part.strip() for part in extra.split(","))):
             name, _, path = item.partition("=")
             self.toolsets[name.strip()] = path.strip()
+
+    # ------------------------------------------------------------ queueing (the in-process runner overrides)
+
+    async def enqueue_tool(self, job: _arq.ToolJob) -> bool:
+        return await _arq.enqueue_tool(self.pool, job)
+
+    async def enqueue_stream_turn(self, run_id: str, turn: int) -> bool:
+        return await _arq.enqueue_stream_turn(self.pool, run_id, turn)
+
+    async def enqueue_monitor(self, run_id: str, turn: int, check: int, defer_s: float) -> bool:
+        return await _arq.enqueue_monitor(self.pool, run_id, turn, check, defer_s)
 
     def registry_for(self, run: RunRecord) -> ToolRegistry:
         config = run.config
