@@ -14,8 +14,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: the recorded 8-tool app-builder conversation, replayed at its recorded speed through
+# a private redis-server and real arq workers; every tool a 3 s simulated job, so the overlap shows.
 demo: $(STAMP)
 	$(BIN)/incremental inspect fixtures/app_builder_8_tools.sse
+	$(BIN)/incremental replay fixtures/app_builder_8_tools.sse fixtures/app_builder_turn2.sse --simulate 3
 
 test: $(STAMP) lint typecheck unit
 
@@ -31,6 +34,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_parser.py
+	$(BIN)/python scripts/bench_dispatch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
