@@ -76,16 +76,17 @@ async def main() -> int:
         pool = await connect(url)
         log = EventLog(pool)
         for _ in range(args.runs):
-            summary = await replay(
-                ReplayOptions(
-                    files=FILES, speed=args.speed, simulate_s=args.simulate, redis_url=url, workers=args.workers
-                )
+            options = ReplayOptions(
+                files=FILES, speed=args.speed, simulate_s=args.simulate, redis_url=url, workers=args.workers
             )
+            summary = await replay(options)
             assert summary["state"] == "completed", summary
             for key, values in latencies(await log.all(summary["run_id"])).items():
                 lat[key] += values
             cf = summary["counterfactual"]
-            rows.append((summary["total_s"], cf["ideal_s"], cf["parallel_after_stream_s"], cf["sequential_s"]))
+            rows.append(
+                (summary["total_s"], cf["ideal_s"], cf["parallel_after_stream_s"], cf["sequential_s"])
+            )
         await pool.aclose()
 
     print(
@@ -102,7 +103,9 @@ async def main() -> int:
         values = lat[key]
         print(f"| {label} | {len(values)} | {pct(values, 50):.2f} | {pct(values, 99):.2f} | {target} |")
     print()
-    print("| end to end (s) | measured | ideal | parallel after stream | sequential after stream | over ideal |")
+    print(
+        "| end to end (s) | measured | ideal | parallel after stream | sequential after stream | over ideal |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for i, (total, ideal, parallel, sequential) in enumerate(rows, 1):
         print(

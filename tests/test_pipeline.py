@@ -310,3 +310,12 @@ async def test_worker_killed_mid_tool_redelivers_and_the_side_effect_happens_onc
                 proc.terminate()
                 proc.wait(timeout=10)
         await pool.aclose()
+
+
+async def test_an_unexpected_failure_in_a_turn_fails_the_run_rather_than_hanging(
+    redis_url: str, tmp_path: Path
+) -> None:
+    files = [tool_turn_file(tmp_path / "t1.sse", [("toolu_x", "sleepy", {"seconds": 0})])]
+    summary, _ = await play(redis_url, files, toolset="no-such-toolset")
+    assert summary["state"] == "failed"
+    assert "unknown toolset 'no-such-toolset'" in summary["reason"]

@@ -43,6 +43,17 @@ _OVERLOAD_RETRIES = 3
 
 
 async def stream_turn(svc: Services, run_id: str, turn: int) -> str:
+    """Never leaves a run hanging: anything unexpected fails the run, with what went wrong."""
+    try:
+        return await _stream_turn(svc, run_id, turn)
+    except Exception as exc:
+        reason = f"turn {turn} failed unexpectedly: {type(exc).__name__}: {exc}"
+        await svc.store.block_continuation(run_id, turn, "failed", reason)
+        await end_run(svc, run_id, "failed", reason, turn=turn)
+        raise
+
+
+async def _stream_turn(svc: Services, run_id: str, turn: int) -> str:
     run = await svc.store.run(run_id)
     if run is None:
         return "no such run"
@@ -220,7 +231,22 @@ class _TurnState:
 
 
 async def run_tool(svc: Services, job_data: dict[str, Any]) -> str:
+    """Anything unexpected still ends in this call's one result (an error the model reads)."""
     job = ToolJob.from_dict(job_data)
+    try:
+        return await _run_tool(svc, job)
+    except Exception as exc:
+        result = ToolResult.failure(
+            job.tool_use_id,
+            job.name,
+            "error",
+            f"the worker failed around this tool: {type(exc).__name__}: {exc}",
+        )
+        await finish_result(svc, job.run_id, job.turn, result, key=job.concurrency_key)
+        raise
+
+
+async def _run_tool(svc: Services, job: ToolJob) -> str:
     run_id, turn = job.run_id, job.turn
     existing = await svc.store.result(run_id, turn, job.tool_use_id)
     if existing is not None:
