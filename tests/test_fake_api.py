@@ -313,7 +313,8 @@ def _lines(process: subprocess.Popen[str]) -> Callable[[], str]:
     return process.stdout.readline
 
 
-def test_the_command_line_serves_until_ctrl_c() -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_command_line_serves_until_ctrl_c(stop_signal: signal.Signals) -> None:
     command = [
         sys.executable,
         "-m",
@@ -336,7 +337,7 @@ def test_the_command_line_serves_until_ctrl_c() -> None:
         rejected = httpx.post(f"{url}/v1/messages", json={**_request(), "stream": False})
         assert rejected.status_code == 400
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "turn 0: playing" in out and "400: stream" in out and "stopped" in out

@@ -319,3 +319,62 @@ async def test_an_unexpected_failure_in_a_turn_fails_the_run_rather_than_hanging
     summary, _ = await play(redis_url, files, toolset="no-such-toolset")
     assert summary["state"] == "failed"
     assert "unknown toolset 'no-such-toolset'" in summary["reason"]
+
+
+async def run_with_faults(
+    redis_url: str, files: list[Path], faults: dict[int, Any]
+) -> tuple[dict[str, Any], Any]:
+    """A run against a fake API that misbehaves as told, with two in-process arq workers."""
+    from arq.connections import RedisSettings
+    from arq.worker import Worker
+    from workers.settings import worker_options
+
+    from incremental.fake_api import Fault
+    from incremental.replay import _stop_worker
+
+    pool = await connect(redis_url)
+    log = EventLog(pool)
+    workers = [
+        Worker(**worker_options(), redis_settings=RedisSettings.from_dsn(redis_url), handle_signals=False)
+        for _ in range(2)
+    ]
+    tasks = [asyncio.create_task(w.async_run()) for w in workers]
+    try:
+        typed = {turn: Fault(**spec) for turn, spec in faults.items()}
+        async with FakeMessagesAPI(files, speed=0, faults=typed) as api:
+            config = RunConfig(toolset="test", api_base_url=api.url, max_turns=len(files), turn_timeout_s=30)
+            run_id = await start_run(pool, config, [{"role": "user", "content": "go"}])
+            async with asyncio.timeout(60):
+                await wait_for(log, run_id, FINAL_EVENTS)
+            return summarize(await log.all(run_id)), api
+    finally:
+        for worker in workers:
+            await _stop_worker(worker)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.aclose()
+
+
+async def test_overloaded_before_the_first_byte_is_retried(redis_url: str, tmp_path: Path) -> None:
+    files = [
+        tool_turn_file(tmp_path / "t1.sse", [("toolu_s", "sleepy", {"seconds": 0})]),
+        final_turn_file(tmp_path / "t2.sse"),
+    ]
+    faults = {0: {"kind": "status", "status": 529, "retry_after": 0.01, "times": 2}}
+    summary, api = await run_with_faults(redis_url, files, faults)
+    assert summary["state"] == "completed"
+    assert len(api.requests) == 4  # two 529s, then turn 1, then turn 2
+    assert [t["executions"] for t in summary["tools"]] == [1]
+
+
+async def test_a_dropped_stream_fails_the_turn_and_runs_nothing_twice(redis_url: str, tmp_path: Path) -> None:
+    files = [
+        tool_turn_file(tmp_path / "t1.sse", [("toolu_s", "sleepy", {"seconds": 0})]),
+        final_turn_file(tmp_path / "t2.sse"),
+    ]
+    # Cut after message_start, the text block and the tool's start: the connection drops mid-tool.
+    summary, api = await run_with_faults(redis_url, files, {0: {"kind": "drop_after", "events": 6}})
+    assert summary["state"] == "failed"
+    assert len(api.requests) == 1
+    assert all(t["executions"] == 0 for t in summary["tools"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,14 @@ async def _serve(args: argparse.Namespace) -> None:
     from ..fake_api import FakeMessagesAPI
 
     api = FakeMessagesAPI(args.files, speed=args.speed, host=args.host, port=args.port)
+    task = asyncio.current_task()
+    if task is not None:  # `kill` stops it as cleanly as Ctrl-C does
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     await api.start()
     try:
         print(f"Fake Messages API on {api.url} ({len(args.files)} turn(s), speed {args.speed:g})", flush=True)
         print(f"  export ANTHROPIC_BASE_URL={api.url}    # Ctrl-C stops", flush=True)
-        await asyncio.Event().wait()  # until Ctrl-C cancels us
+        await asyncio.Event().wait()  # until Ctrl-C or SIGTERM cancels us
     finally:
         await api.stop()
 
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     log.setLevel(logging.INFO)
     try:
         asyncio.run(_serve(args))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("stopped", flush=True)
     except OSError as exc:  # e.g. the port is taken
         print(f"incremental fake-api: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
