@@ -107,3 +107,25 @@ def sdk_final_message(data: bytes) -> dict[str, Any]:
         for _ in stream:
             pass
         return stream.get_final_message().to_dict(mode="json")
+
+
+async def race_results_against_the_seal(store: Any, prefix: str, trials: int = 30) -> None:
+    """Results, the seal and a redelivered duplicate, all at once in varying orders: one continuation."""
+    import asyncio
+
+    from incremental.tools import ToolResult
+
+    for trial in range(trials):
+        run_id, ids = f"{prefix}-{trial}", [f"toolu_{i}" for i in range(6)]
+        results = [ToolResult(i, "t", "ok", "done", False) for i in ids]
+        steps = [store.add_result(run_id, 0, r) for r in results] + [store.seal(run_id, 0, ids, 1e12)]
+        steps += [store.add_result(run_id, 0, results[0])]  # a redelivered duplicate too
+        order = list(range(len(steps)))
+        # Vary who comes last: the seal, or any of the results.
+        order.insert(0, order.pop(trial % len(order)))
+        outcomes = await asyncio.gather(*(steps[i] for i in order))
+        assert outcomes.count("continue") == 1, outcomes
+        assert outcomes.count("dup") == 1
+        assert (await store.turn(run_id, 0))["continued"] == "1"
+        assert await store.expire_turn(run_id, 0, []) == "already"
+        assert await store.block_continuation(run_id, 0, "failed", "late") is False

@@ -24,7 +24,7 @@ from incremental.testing import FakeMessagesAPIFactory
 from incremental.tools import ToolResult
 
 from . import _toolsets
-from ._support import FIXTURES
+from ._support import FIXTURES, race_results_against_the_seal
 from .test_pipeline import final_turn_file, index_of, tool_turn_file
 
 
@@ -241,21 +241,7 @@ async def test_a_job_that_raises_fails_the_run_instead_of_leaving_it_waiting(tmp
 
 
 async def test_exactly_one_continuation_when_results_race_the_seal() -> None:
-    store = MemoryTurnStore()
-    for trial in range(30):
-        run_id, ids = f"race-{trial}", [f"toolu_{i}" for i in range(6)]
-        results = [ToolResult(i, "t", "ok", "done", False) for i in ids]
-        steps = [store.add_result(run_id, 0, r) for r in results] + [store.seal(run_id, 0, ids, 1e12)]
-        steps += [store.add_result(run_id, 0, results[0])]  # a redelivered duplicate too
-        order = list(range(len(steps)))
-        # Vary who comes last: the seal, or any of the results.
-        order.insert(0, order.pop(trial % len(order)))
-        outcomes = await asyncio.gather(*(steps[i] for i in order))
-        assert outcomes.count("continue") == 1, outcomes
-        assert outcomes.count("dup") == 1
-        assert (await store.turn(run_id, 0))["continued"] == "1"
-        assert await store.expire_turn(run_id, 0, []) == "already"
-        assert await store.block_continuation(run_id, 0, "failed", "late") is False
+    await race_results_against_the_seal(MemoryTurnStore(), "race")
 
 
 async def test_memory_store_mirrors_the_redis_scripts() -> None:

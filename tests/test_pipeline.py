@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from incremental.adapters._store import TurnStore
 from incremental.fake_api import FakeMessagesAPI
 from incremental.pipeline import RunConfig, start_run, summarize
 from incremental.replay import FINAL_EVENTS, ReplayOptions, replay
-from incremental.tools import ToolResult
 
 from ._streams import (
     MESSAGE_STOP,
@@ -32,7 +32,7 @@ from ._streams import (
     text_start,
     tool_start,
 )
-from ._support import FIXTURES
+from ._support import FIXTURES, race_results_against_the_seal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -202,19 +202,8 @@ async def test_same_concurrency_key_runs_in_stream_order(redis_url: str, tmp_pat
 
 async def test_exactly_one_continuation_when_results_race_the_seal(redis_url: str) -> None:
     pool = await connect(redis_url)
-    store = TurnStore(pool)
     try:
-        for trial in range(30):
-            run_id, ids = f"race-{trial}", [f"toolu_{i}" for i in range(6)]
-            results = [ToolResult(i, "t", "ok", "done", False) for i in ids]
-            steps = [store.add_result(run_id, 0, r) for r in results] + [store.seal(run_id, 0, ids, 1e12)]
-            steps += [store.add_result(run_id, 0, results[0])]  # a redelivered duplicate too
-            order = list(range(len(steps)))
-            # Vary who comes last: the seal, or any of the results.
-            order.insert(0, order.pop(trial % len(order)))
-            outcomes = await asyncio.gather(*(steps[i] for i in order))
-            assert outcomes.count("continue") == 1, outcomes
-            assert outcomes.count("dup") == 1
+        await race_results_against_the_seal(TurnStore(pool), f"race-{uuid.uuid4().hex}")
     finally:
         await pool.aclose()
 

@@ -23,7 +23,7 @@ import posixpath
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -121,67 +121,75 @@ async def write_file(args: WriteFileInput, ctx: ToolContext) -> str:
     return f"wrote {rel} ({len(data):,} bytes, {_lines(len(split_lines(args.content)))})."
 
 
+async def _journaled_edit(ctx: ToolContext, path: str, edit: Callable[[str, str], tuple[str, str]]) -> str:
+    """An edit of an existing file through the write-ahead journal; ``edit(text, rel)`` -> (new text, result).
+
+    A redelivered call (same tool_use id) re-applies or returns its journaled result instead of editing twice.
+    """
+    root = _workspace(ctx)
+    await ctx.progress("editing", 0.0, path)
+    result = _replay_journal(ctx, root)
+    if result is None:
+        target, rel = _resolve(ctx, path)
+        text = _read_text(target, rel, verb="edit")
+        new_text, result = edit(text, rel)
+        _apply_journaled(ctx, root, target, rel, text, new_text, result)
+    await ctx.progress("editing", 1.0, path)
+    return result
+
+
 @registry.tool(concurrency_key=path_key, max_input_bytes=CONTENT_INPUT_BYTES)
 async def replace_lines(args: ReplaceLinesInput, ctx: ToolContext) -> str:
     """Replace lines start_line to end_line (1-based, inclusive) of an existing file with new content."""
-    root = _workspace(ctx)
-    await ctx.progress("editing", 0.0, args.path)
-    replayed = _replay_journal(ctx, root)
-    if replayed is not None:
-        await ctx.progress("editing", 1.0, args.path)
-        return replayed
-    target, rel = _resolve(ctx, args.path)
-    text = _read_text(target, rel, verb="edit")
-    lines = split_lines(text)
-    start, end = args.start_line, args.end_line
-    if start > end:
-        raise ToolError(
-            f"start_line ({start}) is after end_line ({end}); give start_line <= end_line. "
-            f"{rel} was not changed."
+
+    def edit(text: str, rel: str) -> tuple[str, str]:
+        lines = split_lines(text)
+        start, end = args.start_line, args.end_line
+        if start > end:
+            raise ToolError(
+                f"start_line ({start}) is after end_line ({end}); give start_line <= end_line. "
+                f"{rel} was not changed."
+            )
+        if end > len(lines):
+            raise ToolError(
+                f"{rel} has {len(lines)} lines, so lines {start}-{end} do not all exist; read the file for "
+                "its current line numbers. It was not changed."
+            )
+        new_text = splice_lines(text, start, end, args.content)
+        new_count = len(split_lines(new_text))
+        put = new_count - (len(lines) - (end - start + 1))
+        done = (
+            f"deleted lines {start}-{end} of {rel}" if put == 0 else f"replaced lines {start}-{end} of {rel}"
         )
-    if end > len(lines):
-        raise ToolError(
-            f"{rel} has {len(lines)} lines, so lines {start}-{end} do not all exist; read the file for "
-            "its current line numbers. It was not changed."
+        return (
+            new_text,
+            f"{done}{'' if put == 0 else ' with ' + _lines(put)}; the file now has {_lines(new_count)}.",
         )
-    new_text = splice_lines(text, start, end, args.content)
-    new_count = len(split_lines(new_text))
-    put = new_count - (len(lines) - (end - start + 1))
-    done = f"deleted lines {start}-{end} of {rel}" if put == 0 else f"replaced lines {start}-{end} of {rel}"
-    result = f"{done}{'' if put == 0 else ' with ' + _lines(put)}; the file now has {_lines(new_count)}."
-    _apply_journaled(ctx, root, target, rel, text, new_text, result)
-    await ctx.progress("editing", 1.0, rel)
-    return result
+
+    return await _journaled_edit(ctx, args.path, edit)
 
 
 @registry.tool(concurrency_key=path_key, max_input_bytes=CONTENT_INPUT_BYTES)
 async def replace_string(args: ReplaceStringInput, ctx: ToolContext) -> str:
     """Replace one exact piece of text in a file. The old text must occur exactly once in the file."""
-    root = _workspace(ctx)
-    await ctx.progress("editing", 0.0, args.path)
-    replayed = _replay_journal(ctx, root)
-    if replayed is not None:
-        await ctx.progress("editing", 1.0, args.path)
-        return replayed
-    target, rel = _resolve(ctx, args.path)
-    text = _read_text(target, rel, verb="edit")
-    count = text.count(args.old)
-    if count == 0:
-        raise ToolError(
-            f"the text to replace was not found in {rel}; nothing was changed. Read the file and copy "
-            "the exact text, including whitespace and line breaks."
-        )
-    if count > 1:
-        raise ToolError(
-            f"the text to replace occurs {count} times in {rel}, but it must occur exactly once; nothing "
-            "was changed. Include more of the surrounding text to make it unique."
-        )
-    at = text.index(args.old)
-    new_text = text[:at] + args.new + text[at + len(args.old) :]
-    result = f"replaced 1 occurrence in {rel} at line {text.count(chr(10), 0, at) + 1}."
-    _apply_journaled(ctx, root, target, rel, text, new_text, result)
-    await ctx.progress("editing", 1.0, rel)
-    return result
+
+    def edit(text: str, rel: str) -> tuple[str, str]:
+        count = text.count(args.old)
+        if count == 0:
+            raise ToolError(
+                f"the text to replace was not found in {rel}; nothing was changed. Read the file and copy "
+                "the exact text, including whitespace and line breaks."
+            )
+        if count > 1:
+            raise ToolError(
+                f"the text to replace occurs {count} times in {rel}, but it must occur exactly once; nothing "
+                "was changed. Include more of the surrounding text to make it unique."
+            )
+        at = text.index(args.old)
+        new_text = text[:at] + args.new + text[at + len(args.old) :]
+        return new_text, f"replaced 1 occurrence in {rel} at line {text.count(chr(10), 0, at) + 1}."
+
+    return await _journaled_edit(ctx, args.path, edit)
 
 
 @registry.tool(concurrency_key=path_key, max_input_bytes=SMALL_INPUT_BYTES)
