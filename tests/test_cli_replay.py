@@ -53,3 +53,10 @@ def test_human_view_and_usage_errors() -> None:
     assert "sequential after the stream" in result.stdout
     assert replay("/no/such.sse").returncode == 2
     assert replay(str(FIXTURES / "single_tool.sse"), "--speed", "-1").returncode == 2
+
+
+def test_unreachable_redis_is_a_clear_error_not_a_traceback() -> None:
+    result = replay(str(FIXTURES / "single_tool.sse"), "--redis", "redis://127.0.0.1:1/0", "--workers", "1")
+    assert result.returncode == 1
+    assert "incremental replay: cannot reach Redis at redis://127.0.0.1:1/0" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,9 +18,12 @@ from typing import Any
 
 from arq.connections import RedisSettings
 from arq.worker import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .adapters._arq import connect
 from .adapters._eventlog import EventLog
+from .adapters._redis_server import RedisUnavailableError
 from .adapters._redis_server import redis_url as private_redis
 from .fake_api import FakeMessagesAPI
 from .pipeline import RunConfig, start_run, summarize
@@ -58,7 +62,20 @@ async def _stop_worker(worker: Worker, grace_s: float = 2.0) -> None:
 async def replay(
     options: ReplayOptions, on_event: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None
 ) -> dict[str, Any]:
-    """Run the replay to its end; returns the summary (see ``incremental.pipeline.summarize``)."""
+    """Run the replay to its end; returns the summary (see ``incremental.pipeline.summarize``).
+
+    Raises ``RedisUnavailableError`` when Redis cannot be reached, at the start or mid-run.
+    """
+    try:
+        return await _replay(options, on_event)
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        where = options.redis_url or os.environ.get("REDIS_URL") or "the private redis-server"
+        raise RedisUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
+
+
+async def _replay(
+    options: ReplayOptions, on_event: Callable[[dict[str, Any]], Awaitable[None] | None] | None
+) -> dict[str, Any]:
     with private_redis(options.redis_url) as url:
         own_redis = options.redis_url is None
         n_workers = options.workers if options.workers is not None else (2 if own_redis else 0)
@@ -101,16 +118,18 @@ async def replay(
             run_id = await start_run(pool, config, [first])
             log = EventLog(pool)
             after = "0-0"
-            done = False
-            while not done:
+            events: list[dict[str, Any]] = []  # the whole log, read once, as it happens
+            while not events or events[-1]["kind"] not in FINAL_EVENTS:
                 for entry_id, event in await log.read(run_id, after, block_ms=1000):
                     after = entry_id
+                    events.append(event)
                     if on_event is not None:
                         maybe = on_event(event)
                         if maybe is not None:
                             await maybe
-                    done = done or event["kind"] in FINAL_EVENTS
-            summary = summarize(await log.all(run_id))
+                    if event["kind"] in FINAL_EVENTS:
+                        break
+            summary = summarize(events)
             summary["run_id"] = run_id
             summary["requests"] = len(api.requests)
             summary["rejected_requests"] = list(api.rejections)

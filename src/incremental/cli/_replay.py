@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if args.speed < 0 or (args.simulate is not None and args.simulate < 0):
         print("incremental replay: --speed and --simulate take non-negative numbers", file=sys.stderr)
         return 2
+    from ..core import IncrementalError
     from ..replay import ReplayOptions, replay
 
     options = ReplayOptions(
@@ -186,6 +187,14 @@ def run(args: argparse.Namespace) -> int:
         workspace=args.workspace,
         turn_timeout_s=args.turn_timeout,
     )
+    try:
+        return _run(args, options, replay)
+    except IncrementalError as exc:  # Redis unreachable, and the like: said plainly, no traceback
+        print(f"incremental replay: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, options: Any, replay: Any) -> int:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     view = LiveView()
     if args.json:
