@@ -88,7 +88,9 @@ async def _stream_turn(svc: Services, run_id: str, turn: int) -> str:
 
     client = svc.client_for(run)
     for attempt in range(1, _OVERLOAD_RETRIES + 2):
-        turn_state = _TurnState(svc, run_id, turn, registry, float(config.get("turn_timeout_s") or 300))
+        turn_state = _TurnState(
+            svc, run_id, turn, registry, float(config.get("turn_timeout_s") or 300), messages
+        )
         await svc.events.append(run_id, "request_sent", turn=turn, attempt=attempt)
         try:
             async with client.stream(request) as stream:
@@ -120,8 +122,17 @@ async def _stream_turn(svc: Services, run_id: str, turn: int) -> str:
 class _TurnState:
     """One attempt at streaming one turn: the parser and what it has dispatched so far."""
 
-    def __init__(self, svc: Services, run_id: str, turn: int, registry: Any, timeout_s: float) -> None:
+    def __init__(
+        self,
+        svc: Services,
+        run_id: str,
+        turn: int,
+        registry: Any,
+        timeout_s: float,
+        messages: list[dict[str, Any]],
+    ) -> None:
         self.svc, self.run_id, self.turn, self.registry = svc, run_id, turn, registry
+        self.messages = messages  # the conversation this turn's request was built from
         self.timeout_s = timeout_s
         self.parser = StreamParser()
         self.dispatched = False
@@ -183,8 +194,7 @@ class _TurnState:
     async def on_message_stop(self, event: MessageStopped) -> None:
         svc, run_id, turn = self.svc, self.run_id, self.turn
         content = event.message.get("content", [])
-        messages = await svc.store.messages(run_id)
-        messages.append({"role": "assistant", "content": content})
+        messages = [*self.messages, {"role": "assistant", "content": content}]
         await svc.store.set_messages(run_id, messages)
         await self.log("message_stopped", stop_reason=event.stop_reason, usage=event.message.get("usage"))
         if event.stop_reason != "tool_use":
