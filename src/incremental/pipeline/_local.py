@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ from ..tools import ToolRegistry, ToolResult, simulated_registry
 from ._flow import end_run, finish_result
 from ._jobs import monitor_turn, run_tool, stream_turn
 from ._run import RunConfig
-from ._services import DEFAULT_TOOLSETS, Services
+from ._services import DEFAULT_TOOLSETS, Services, env_toolsets, shared_http_client
 from ._summary import summarize
 
 if TYPE_CHECKING:
@@ -343,9 +342,10 @@ class LocalServices(Services):
         self.monitor_interval_s = monitor_interval_s
         self._registries = dict(registries or {})
         self._clients = {}
+        self._http = shared_http_client()
         self.store: MemoryTurnStore = MemoryTurnStore()
         self.events: MemoryEventLog = MemoryEventLog()
-        self._add_env_toolsets()
+        self.toolsets.update(env_toolsets())
         self.registry = registry
         self.max_concurrent = max_concurrent
         self._tool_slots = asyncio.Semaphore(max_concurrent)
@@ -365,13 +365,6 @@ class LocalServices(Services):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    def _add_env_toolsets(self) -> None:
-        # What Services.__post_init__ reads: "name=module:attr,name2=module:attr".
-        extra = os.environ.get("INCREMENTAL_TOOLSETS", "")
-        for item in filter(None, (part.strip() for part in extra.split(","))):
-            name, _, path = item.partition("=")
-            self.toolsets[name.strip()] = path.strip()
 
     def registry_for(self, run: RunRecord) -> ToolRegistry:
         if self.registry is None:

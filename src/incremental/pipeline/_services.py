@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from arq.connections import ArqRedis
 
 from ..adapters import _arq
@@ -16,10 +17,28 @@ from ..adapters._messages_client import MessagesClient
 from ..adapters._store import RunRecord, TurnStore
 from ..tools import ToolRegistry, simulated_registry
 
-__all__ = ["DEFAULT_TOOLSETS", "Services"]
+__all__ = ["DEFAULT_TOOLSETS", "Services", "env_toolsets", "shared_http_client"]
 
 # Tool sets a run may name. A run names a key, never an import path: runs can come from HTTP requests.
 DEFAULT_TOOLSETS = {"app": "workers.app_tools:registry"}
+
+
+def env_toolsets() -> dict[str, str]:
+    """Extra tool sets from ``INCREMENTAL_TOOLSETS``: ``name=module:attr,name2=module:attr``."""
+    found = {}
+    for item in filter(
+        None, (part.strip() for part in os.environ.get("INCREMENTAL_TOOLSETS", "").split(","))
+    ):
+        name, _, path = item.partition("=")
+        found[name.strip()] = path.strip()
+    return found
+
+
+def shared_http_client() -> httpx.AsyncClient:
+    """One HTTP client per worker, made when the worker starts: building one (its TLS context) takes
+    about 20 ms, which must not land between a turn's last result and the next request. The Messages
+    client sets its own timeouts on every request."""
+    return httpx.AsyncClient(timeout=None)
 
 
 def _load_registry(path: str) -> ToolRegistry:
@@ -43,10 +62,8 @@ class Services:
     def __post_init__(self) -> None:
         self.store: TurnStore = TurnStore(self.pool)
         self.events: EventLog = EventLog(self.pool)
-        extra = os.environ.get("INCREMENTAL_TOOLSETS", "")  # "name=module:attr,name2=module:attr"
-        for item in filter(None, (part.strip() for part in extra.split(","))):
-            name, _, path = item.partition("=")
-            self.toolsets[name.strip()] = path.strip()
+        self.toolsets.update(env_toolsets())
+        self._http = shared_http_client()
 
     # ------------------------------------------------------------ queueing (the in-process runner overrides)
 
@@ -83,13 +100,14 @@ class Services:
     def client_for(self, run: RunRecord) -> MessagesClient:
         base_url = str(run.config.get("api_base_url") or "https://api.anthropic.com")
         if base_url not in self._clients:
-            self._clients[base_url] = MessagesClient(base_url=base_url)
+            self._clients[base_url] = MessagesClient(base_url=base_url, http=self._http)
         return self._clients[base_url]
 
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+        await self._http.aclose()
 
 
 def describe(value: Any, limit: int = 200) -> Any:
