@@ -4,7 +4,8 @@ Every enqueue in the project goes through the typed functions here, so the strin
 this module only. Job ids are derived from what the job is about, so enqueueing the same thing twice
 (a redelivered job, two monitors racing) creates one job: arq refuses a job id that already exists.
 
-    inc:tool:{run}:{tool_use_id}            run_tool      one per tool call, ever
+    inc:tool:{run}:{tool_use_id}            run_tool      one per tool call (and ``:g{n}`` when a paused
+                                                          run held it and released it again: generation n)
     inc:stream:{run}:{turn}                 stream_turn   one per turn: the model request and its stream
     inc:monitor:{run}:{turn}:{check}        monitor_turn  a fresh id per check: no check hits the retry cap
 """
@@ -68,6 +69,10 @@ class ToolJob:
     concurrency_key: str | None = None
     queue: str | None = None
     idempotent: bool = True
+    ready_at: float | None = None  # wall time the call became ready (its input complete and valid)
+    # 0 for the job dispatch enqueued; n for the job released the n-th time after a pause held it from
+    # inside run_tool (arq refuses a job id it has seen, and a stale generation must not run).
+    generation: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,7 +84,8 @@ class ToolJob:
 
     @property
     def job_id(self) -> str:
-        return f"inc:tool:{self.run_id}:{self.tool_use_id}"
+        base = f"inc:tool:{self.run_id}:{self.tool_use_id}"
+        return f"{base}:g{self.generation}" if self.generation else base
 
 
 async def connect(url: str) -> ArqRedis:

@@ -9,10 +9,24 @@ Keys (all values JSON or plain strings; nothing pickled)::
     inc:turn:{run}:{n}:results    hash   tool_use_id -> ToolResult JSON (the result ledger: first write wins)
     inc:exec:{run}:{id}           int    how many times the tool function was started for this id
     inc:chain:{run}:{key}         list   tool jobs sharing a concurrency key, in stream order; head is running
+    inc:run:{run}                 ...    also turn (the turn streaming now), paused ("1"), pending (JSON
+                                         {turn, trigger}: a continuation decided while paused)
+    inc:run:{run}:tools           hash   tool_use_id -> JSON {turn, name}: every client tool_use of the run
+    inc:run:{run}:held            list   tool jobs (JSON) held because the run is paused, released by resume
+    inc:run:{run}:cancels         hash   tool_use_id -> reason: a cancel was asked for this tool
+    inc:run:{run}:generations     hash   tool_use_id -> the job generation that may run (see ToolJob)
 
 The turn's continuation is decided inside Lua scripts, so exactly one caller ever sees ``"continue"``:
 the one whose result completes a sealed turn, or the seal itself when every result was already in,
 or the monitor at the deadline. Whoever sees it enqueues the next turn (with a deterministic job id).
+
+Pause and cancel are scripts too. A job is held (``_HOLD``) only if the run is still paused, and a
+tool starts (``_START_TOOL``) in one step that also reads the paused flag, the run's state, a cancel
+asked for it and its result; ``_RELEASE`` clears the flag and takes the held jobs and the pending
+continuation in one step. So a job is either held before a resume (and released by it) or sees the run
+unpaused, and a tool is either cancelled before it starts (it never runs) or counted as started before
+the cancel (it is signalled). The job's JSON (a file write can carry megabytes) goes to Redis only to
+be held, never just to ask whether the run is paused.
 """
 
 from __future__ import annotations
@@ -86,6 +100,72 @@ redis.call('LPOP', KEYS[1])
 return redis.call('LINDEX', KEYS[1], 0)
 """
 
+# KEYS run, held, generations  ARGV job JSON, ttl, tool_use_id, the job's generation
+_HOLD = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'paused') ~= '1' then
+  return 0
+end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
+return 1
+"""
+
+# KEYS run, turn, results, exec, cancels, generations  ARGV id, generation, ttl
+_START_TOOL = """
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'done' end
+if tonumber(ARGV[2]) < tonumber(redis.call('HGET', KEYS[6], ARGV[1]) or '0') then return 'stale' end
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'ended' end
+if redis.call('HGET', KEYS[2], 'continued') == 'blocked' then return 'ended' end
+if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return 'cancelled' end
+if redis.call('HGET', KEYS[1], 'paused') == '1' then return 'paused' end
+local n = redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+return tostring(n)
+"""
+
+# KEYS results, exec, cancels  ARGV id, reason, ttl
+_CANCEL_TOOL = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'finished' end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then return 'signalled' end
+return 'cancelled'
+"""
+
+# KEYS run
+_PAUSE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return -1 end
+if redis.call('HGET', KEYS[1], 'paused') == '1' then return -2 end
+redis.call('HSET', KEYS[1], 'paused', '1')
+return tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')
+"""
+
+# KEYS run, held  ARGV "resume" (only a running, paused run) or "end" (whatever its state)
+_RELEASE = """
+if ARGV[1] == 'resume' and (redis.call('HGET', KEYS[1], 'state') ~= 'running'
+                            or redis.call('HGET', KEYS[1], 'paused') ~= '1') then
+  return false
+end
+local out = {redis.call('HGET', KEYS[1], 'pending') or '', redis.call('HGET', KEYS[1], 'turn') or '0'}
+redis.call('HDEL', KEYS[1], 'paused', 'pending')
+for _, job in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do out[#out + 1] = job end
+redis.call('DEL', KEYS[2])
+return out
+"""
+
+# KEYS run, the next turn  ARGV pending JSON
+_PEND = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'ended' end
+if redis.call('HGET', KEYS[1], 'paused') ~= '1' then return 'go' end
+if redis.call('HEXISTS', KEYS[2], 'stream_started') == 1 then return 'started' end
+redis.call('HSET', KEYS[1], 'pending', ARGV[1])
+return 'pending'
+"""
+
 
 T = TypeVar("T")
 
@@ -115,6 +195,15 @@ class RunRecord(dict[str, Any]):
     def state(self) -> str:
         return str(self.get("state") or "")
 
+    @property
+    def paused(self) -> bool:
+        return self.get("paused") == "1"
+
+    @property
+    def turn(self) -> int:
+        """The turn streaming now (or last streamed): the one a cancel blocks."""
+        return int(self.get("turn") or 0)
+
 
 class TurnStore:
     """Typed access to the keys above. One instance per Redis connection."""
@@ -130,6 +219,12 @@ class TurnStore:
         self._end_run = redis.register_script(_END_RUN)
         self._chain_add = redis.register_script(_CHAIN_ADD)
         self._chain_next = redis.register_script(_CHAIN_NEXT)
+        self._hold = redis.register_script(_HOLD)
+        self._start_tool = redis.register_script(_START_TOOL)
+        self._cancel_tool = redis.register_script(_CANCEL_TOOL)
+        self._pause = redis.register_script(_PAUSE)
+        self._release = redis.register_script(_RELEASE)
+        self._pend = redis.register_script(_PEND)
 
     # ------------------------------------------------------------ keys
 
@@ -189,8 +284,11 @@ class TurnStore:
     async def claim_stream(self, run_id: str, turn: int) -> bool:
         """True for the first caller only: a turn's model stream is never started twice."""
         key = self.turn_key(run_id, turn)
-        claimed = await _a(self.redis.hsetnx(key, "stream_started", repr(time.time())))
-        await self.redis.expire(key, self.TTL_S)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hsetnx(key, "stream_started", repr(time.time()))
+            pipe.expire(key, self.TTL_S)
+            pipe.hset(self.run_key(run_id), "turn", str(turn))  # the turn a cancel must block
+            claimed, _, _ = await pipe.execute()
         return bool(claimed)
 
     async def update_turn(self, run_id: str, turn: int, **fields: str) -> None:
@@ -259,3 +357,104 @@ class TurnStore:
             return None
         value: dict[str, Any] = json.loads(raw)
         return value
+
+    # ------------------------------------------------------------ control: pause, resume, cancel
+
+    def _run_part(self, run_id: str, part: str) -> str:
+        return f"{self.run_key(run_id)}:{part}"
+
+    async def note_tool(self, run_id: str, turn: int, tool_use_id: str, name: str) -> None:
+        """Remember that a client tool_use block of this turn exists (what ``cancel_tool`` looks up)."""
+        key = self._run_part(run_id, "tools")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, tool_use_id, json.dumps({"turn": turn, "name": name}))
+            pipe.expire(key, self.TTL_S)
+            await pipe.execute()
+
+    async def tool_info(self, run_id: str, tool_use_id: str) -> dict[str, Any] | None:
+        """``{"turn", "name"}`` of a tool_use block of the run, or None if the run has none with this id."""
+        raw = await _a(self.redis.hget(self._run_part(run_id, "tools"), tool_use_id))
+        if not raw:
+            return None
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    async def is_paused(self, run_id: str) -> bool:
+        """A cheap look at the flag; whoever acts on "paused" re-checks it atomically (``hold_if_paused``)."""
+        return _s(await _a(self.redis.hget(self.run_key(run_id), "paused"))) == "1"
+
+    async def hold_if_paused(self, run_id: str, job: dict[str, Any]) -> bool:
+        """If the run is paused (and running), keep the job for ``release``; True when it was held.
+
+        A job of generation n > 0 (re-held from inside ``run_tool``) also becomes the only generation of
+        its call that may run (``start_tool`` answers ``"stale"`` to older ones)."""
+        held = await self._hold(
+            keys=[
+                self.run_key(run_id),
+                self._run_part(run_id, "held"),
+                self._run_part(run_id, "generations"),
+            ],
+            args=[json.dumps(job), str(self.TTL_S), str(job["tool_use_id"]), str(job.get("generation") or 0)],
+        )
+        return bool(held)
+
+    async def start_tool(self, run_id: str, turn: int, tool_use_id: str, generation: int) -> str:
+        """What a tool job should do now, decided in one step; when it says run, the start is counted.
+
+        ``"done"`` (a result is recorded), ``"stale"`` (a later generation of this job exists), ``"ended"``
+        (the run ended or the turn was blocked), ``"cancelled"`` (a cancel was asked before it started),
+        ``"paused"`` (hold the job: ``hold_if_paused``), or the attempt number.
+        """
+        outcome = await self._start_tool(
+            keys=[
+                self.run_key(run_id),
+                self.turn_key(run_id, turn),
+                self.results_key(run_id, turn),
+                f"inc:exec:{run_id}:{tool_use_id}",
+                self._run_part(run_id, "cancels"),
+                self._run_part(run_id, "generations"),
+            ],
+            args=[tool_use_id, str(generation), str(self.TTL_S)],
+        )
+        return str(_s(outcome))
+
+    async def cancel_tool(self, run_id: str, turn: int, tool_use_id: str, reason: str) -> str:
+        """Ask a tool to stop: ``"finished"`` (it has a result), ``"signalled"`` (it has started: tell it),
+        or ``"cancelled"`` (it has not: it never will; record its result)."""
+        outcome = await self._cancel_tool(
+            keys=[
+                self.results_key(run_id, turn),
+                f"inc:exec:{run_id}:{tool_use_id}",
+                self._run_part(run_id, "cancels"),
+            ],
+            args=[tool_use_id, reason, str(self.TTL_S)],
+        )
+        return str(_s(outcome))
+
+    async def pause(self, run_id: str) -> int | None:
+        """Set the paused flag of a running run; its current turn, or None if it is not running or paused."""
+        turn = int(await self._pause(keys=[self.run_key(run_id)]))
+        return turn if turn >= 0 else None
+
+    async def release(
+        self, run_id: str, *, resume: bool
+    ) -> tuple[dict[str, Any] | None, int, list[dict[str, Any]]] | None:
+        """Clear the paused flag; take the pending continuation and the held jobs. With ``resume``, only
+        from a running, paused run (else None); otherwise (the run ended) whatever its state."""
+        raw = await self._release(
+            keys=[self.run_key(run_id), self._run_part(run_id, "held")], args=["resume" if resume else "end"]
+        )
+        if raw is None:
+            return None
+        pending_raw, turn, *jobs = (str(_s(item)) for item in raw)
+        pending: dict[str, Any] | None = json.loads(pending_raw) if pending_raw else None
+        return pending, int(turn), [json.loads(job) for job in jobs]
+
+    async def pend_continuation(self, run_id: str, next_turn: int, trigger: str) -> str:
+        """A turn completed while the run may be paused: ``"pending"`` (kept for resume), ``"go"`` (not
+        paused: continue), ``"started"`` (the next turn already started) or ``"ended"``."""
+        outcome = await self._pend(
+            keys=[self.run_key(run_id), self.turn_key(run_id, next_turn)],
+            args=[json.dumps({"turn": next_turn, "trigger": trigger})],
+        )
+        return str(_s(outcome))

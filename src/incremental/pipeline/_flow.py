@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from ..adapters._arq import ToolJob
 from ..tools import Planned, ToolResult
 from ._services import Services
 
-__all__ = ["continue_run", "dispatch", "end_run", "finish_result"]
+__all__ = [
+    "advance_chain",
+    "continue_run",
+    "dispatch",
+    "end_run",
+    "enqueue_tool_job",
+    "finish_result",
+    "input_preview",
+]
+
+_PREVIEW_CHARS = 300
 
 
-async def dispatch(svc: Services, run_id: str, turn: int, planned: Planned) -> None:
+def input_preview(value: object, limit: int = _PREVIEW_CHARS) -> str:
+    """A tool input as compact JSON, cut to ``limit`` characters with its full length said."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
+
+
+async def dispatch(
+    svc: Services, run_id: str, turn: int, planned: Planned, *, ready_at: float | None = None
+) -> None:
     """Enqueue a validated call; behind earlier calls with the same concurrency key, if any."""
     job = ToolJob(
         run_id=run_id,
@@ -23,6 +42,7 @@ async def dispatch(svc: Services, run_id: str, turn: int, planned: Planned) -> N
         concurrency_key=planned.concurrency_key,
         queue=planned.spec.queue,
         idempotent=planned.spec.idempotent,
+        ready_at=time.time() if ready_at is None else ready_at,
     )
     if planned.concurrency_key is not None:
         may_run = await svc.store.chain_add(run_id, planned.concurrency_key, job.to_dict())
@@ -36,10 +56,18 @@ async def dispatch(svc: Services, run_id: str, turn: int, planned: Planned) -> N
                 concurrency_key=planned.concurrency_key,
             )
             return
-    await _enqueue(svc, job)
+    await enqueue_tool_job(svc, job)
 
 
-async def _enqueue(svc: Services, job: ToolJob) -> None:
+async def enqueue_tool_job(svc: Services, job: ToolJob) -> None:
+    """Hand a job to the queue, unless the run is paused: then it is held until ``resume_run``.
+
+    A pause that lands after the look at the flag is caught by ``run_tool``, which re-checks at start."""
+    if await svc.store.is_paused(job.run_id) and await svc.store.hold_if_paused(job.run_id, job.to_dict()):
+        await svc.events.append(
+            job.run_id, "tool_paused", turn=job.turn, tool_use_id=job.tool_use_id, name=job.name
+        )
+        return
     created = await svc.enqueue_tool(job)
     await svc.events.append(
         job.run_id,
@@ -52,9 +80,19 @@ async def _enqueue(svc: Services, job: ToolJob) -> None:
 
 
 async def finish_result(
-    svc: Services, run_id: str, turn: int, result: ToolResult, *, key: str | None
+    svc: Services,
+    run_id: str,
+    turn: int,
+    result: ToolResult,
+    *,
+    key: str | None,
+    after_cancel: bool = False,
 ) -> None:
-    """Record a result exactly once; start the next call with the same key; continue if it was the last."""
+    """Record a result exactly once; start the next call with the same key; continue if it was the last.
+
+    ``after_cancel``: the tool was running when it was told to stop (it reports that stop, or that it
+    finished anyway); the event says so.
+    """
     outcome = await svc.store.add_result(run_id, turn, result)
     if outcome == "dup":
         await svc.events.append(
@@ -64,6 +102,7 @@ async def finish_result(
         kind = {"ok": "tool_completed", "cancelled": "tool_cancelled", "refused": "tool_refused"}.get(
             result.status, "tool_failed"
         )
+        extra = {"after_cancel": True} if after_cancel else {}
         await svc.events.append(
             run_id,
             kind,
@@ -76,30 +115,118 @@ async def finish_result(
             attempts=result.attempts,
             started_at=result.started_at,
             finished_at=result.finished_at,
+            **extra,
         )
     if key is not None:
-        following = await svc.store.chain_next(run_id, key, result.tool_use_id)
-        if following is not None:
-            await _enqueue(svc, ToolJob.from_dict(following))
+        await advance_chain(svc, run_id, key, result.tool_use_id)
     if outcome == "continue":
         await continue_run(svc, run_id, turn + 1, trigger=result.tool_use_id)
 
 
-async def continue_run(svc: Services, run_id: str, next_turn: int, *, trigger: str) -> None:
-    """The turn before ``next_turn`` is complete: start the next model request (or stop at the limit)."""
+async def advance_chain(svc: Services, run_id: str, key: str, tool_use_id: str) -> None:
+    """``tool_use_id`` is done: if it heads its concurrency key's chain, start the call behind it."""
+    following = await svc.store.chain_next(run_id, key, tool_use_id)
+    if following is not None:
+        await enqueue_tool_job(svc, ToolJob.from_dict(following))
+
+
+async def continue_run(
+    svc: Services, run_id: str, next_turn: int, *, trigger: str, completed_by: str | None = None
+) -> None:
+    """The turn before ``next_turn`` is complete: start the next model request (or stop at the limit).
+
+    While the run is paused the continuation is recorded instead (``continuation_paused``) and
+    ``resume_run`` calls this again (``trigger="resume"``; ``completed_by`` keeps what completed the turn).
+
+    Log order, chosen to keep ``turn_completed`` off the latency-critical path: the next turn's job is
+    enqueued first, then ``turn_completed`` (which reads the turn's results) and ``continued`` (whose
+    ``decided_at`` is the time before the enqueue) are appended. With arq the next turn's worker needs a
+    queue poll and several Redis round trips before its ``request_sent``, so in practice ``continued``
+    comes first, but only the in-process runner guarantees it: order by ``decided_at``, not log position.
+    """
     run = await svc.store.run(run_id)
     if run is None or run.state != "running":
         return
+    completed_by = completed_by or trigger
     max_turns = int(run.config.get("max_turns") or 10)
     if next_turn >= max_turns:
+        await _turn_completed(svc, run_id, next_turn - 1, completed_by)
         await end_run(svc, run_id, "stopped", f"turn limit reached ({max_turns} turns)", turn=next_turn - 1)
         return
-    await svc.events.append(run_id, "continued", turn=next_turn, trigger=trigger, decided_at=time.time())
+    if run.paused:
+        outcome = await svc.store.pend_continuation(run_id, next_turn, completed_by)
+        if outcome == "pending":
+            await svc.events.append(run_id, "continuation_paused", turn=next_turn - 1, next_turn=next_turn)
+        if outcome != "go":
+            return
+    decided_at = time.time()
     await svc.enqueue_stream_turn(run_id, next_turn)
+    await _turn_completed(svc, run_id, next_turn - 1, completed_by)
+    await svc.events.append(run_id, "continued", turn=next_turn, trigger=trigger, decided_at=decided_at)
 
 
-async def end_run(svc: Services, run_id: str, state: str, reason: str, *, turn: int) -> None:
-    """Final state of a run: completed, stopped (max_tokens, refusal, turn limit...), failed, cancelled."""
-    if await svc.store.end_run(run_id, state, reason):
-        kind = "run_completed" if state == "completed" else "run_failed" if state == "failed" else "run_ended"
-        await svc.events.append(run_id, kind, turn=turn, state=state, reason=reason)
+async def _turn_completed(svc: Services, run_id: str, turn: int, trigger: str) -> None:
+    """Log what overlapping the tools with the stream saved on a finished turn (if it had tool calls).
+
+    Times are wall clock. A tool's duration is ``finished_at - started_at`` (0 for results with no run,
+    such as refusals); ``last_result_at`` is the latest ``finished_at`` (results are recorded right
+    after), or the turn's ``continued_at`` when the deadline filled results in or no result has a
+    ``finished_at``. ``parallel_after_stream_end`` is when the turn would have been complete had
+    every tool started only at ``message_stop`` and all run in parallel; ``saved_s`` is how much earlier
+    it actually was (negative when the overlap did not pay, e.g. queueing behind a busy worker).
+    """
+    record = await svc.store.turn(run_id, turn)
+    expected: list[str] = json.loads(record.get("expected") or "[]")
+    if not expected:
+        return
+    results = await svc.store.results(run_id, turn)
+    durations = [
+        r.finished_at - r.started_at
+        for r in results.values()
+        if r.started_at is not None and r.finished_at is not None
+    ]
+    finished = [r.finished_at for r in results.values() if r.finished_at is not None]
+    sealed_at = float(record.get("sealed_at") or 0.0)
+    continued_at = float(record.get("continued_at") or sealed_at)
+    last_result_at = continued_at if trigger == "deadline" or not finished else max(finished)
+    parallel = sealed_at + max(durations, default=0.0)
+    await svc.events.append(
+        run_id,
+        "turn_completed",
+        turn=turn,
+        sealed_at=sealed_at,
+        last_result_at=last_result_at,
+        tools=len(expected),
+        tool_time_s=round(sum(durations), 6),
+        parallel_after_stream_end=parallel,
+        saved_s=round(parallel - last_result_at, 6),
+        trigger=trigger,
+    )
+
+
+async def end_run(svc: Services, run_id: str, state: str, reason: str, *, turn: int) -> bool:
+    """Final state of a run: completed, stopped (max_tokens, refusal, turn limit...), failed, cancelled.
+
+    Tools a pause was holding get their cancelled result here (nothing will release them now); a
+    continuation a pause was holding is dropped. False if the run had already ended.
+    """
+    if not await svc.store.end_run(run_id, state, reason):
+        return False
+    kind = "run_completed" if state == "completed" else "run_failed" if state == "failed" else "run_ended"
+    await svc.events.append(run_id, kind, turn=turn, state=state, reason=reason)
+    released = await svc.store.release(run_id, resume=False)
+    for data in released[2] if released else []:
+        job = ToolJob.from_dict(data)
+        if await svc.store.result(run_id, job.turn, job.tool_use_id) is not None:
+            # Cancelled on its own while held: its result is in; only its chain must move on.
+            if job.concurrency_key is not None:
+                await advance_chain(svc, run_id, job.concurrency_key, job.tool_use_id)
+            continue
+        result = ToolResult.failure(
+            job.tool_use_id,
+            job.name,
+            "cancelled",
+            f"not run: the run ended ({state}: {reason}) while a pause held this tool",
+        ).with_(finished_at=time.time())
+        await finish_result(svc, run_id, job.turn, result, key=job.concurrency_key)
+    return True

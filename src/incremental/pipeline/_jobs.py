@@ -3,18 +3,24 @@
 ``stream_turn``  sends one model request, reads the stream through the parser, dispatches every call
                  the moment it is ready, and seals the turn at ``message_stop``.
 ``run_tool``     runs one call, once: a redelivered job returns the recorded result; a non-idempotent
-                 call whose earlier run died mid-way is reported, not repeated.
+                 call whose earlier run died mid-way is reported, not repeated. While the run is paused
+                 the job holds itself (``resume_run`` enqueues it again).
 ``monitor_turn`` the safety net: checks a sealed turn, fills missing results at the deadline and
                  continues; otherwise schedules its next check under a fresh job id and returns.
 No job waits for another: each does its part and returns.
+
+``stream_turn`` and ``run_tool`` listen on the run's control channel while they run (``_control``): a
+cancelled run closes the model stream and stops running tools; a cancelled call stops its tool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 from ..adapters._arq import ToolJob
@@ -31,8 +37,9 @@ from ..core import (
     ToolRejected,
     UpstreamError,
 )
-from ..tools import Planned, ToolContext, ToolResult, execute, plan_call, refuse_rejected
-from ._flow import continue_run, dispatch, end_run, finish_result
+from ..tools import Planned, ToolContext, ToolResult, ToolSpec, execute, plan_call, refuse_rejected
+from ._control import Interrupt, Interrupted, listening, run_cancel, tool_cancel
+from ._flow import advance_chain, continue_run, dispatch, end_run, finish_result, input_preview
 from ._services import Services, describe
 
 __all__ = ["monitor_turn", "run_tool", "stream_turn"]
@@ -69,8 +76,10 @@ async def _stream_turn(svc: Services, run_id: str, turn: int) -> str:
     config = run.config
     registry = svc.registry_for(run)
     messages = await svc.store.messages(run_id)
+    continued_at: float | None = None
     if turn > 0:
         previous = await svc.store.turn(run_id, turn - 1)
+        continued_at = float(previous["continued_at"]) if previous.get("continued_at") else None
         expected: list[str] = json.loads(previous.get("expected") or "[]")
         results = await svc.store.results(run_id, turn - 1)
         messages.append({"role": "user", "content": [results[i].to_block() for i in expected]})
@@ -87,35 +96,35 @@ async def _stream_turn(svc: Services, run_id: str, turn: int) -> str:
         request["system"] = config["system"]
 
     client = svc.client_for(run)
-    for attempt in range(1, _OVERLOAD_RETRIES + 2):
-        turn_state = _TurnState(
-            svc, run_id, turn, registry, float(config.get("turn_timeout_s") or 300), messages
-        )
-        await svc.events.append(run_id, "request_sent", turn=turn, attempt=attempt)
-        try:
-            async with client.stream(request) as stream:
-                await svc.events.append(run_id, "stream_opened", turn=turn, request_id=stream.request_id)
-                async for obj in stream:
-                    for event in turn_state.parser.feed_event(obj):
-                        await turn_state.handle(event)
-                    if turn_state.parser.error is not None:
-                        break
-            if turn_state.parser.error is None:
-                for event in turn_state.parser.end():
-                    await turn_state.handle(event)
-        except (APIStatusError, APIConnectionError) as exc:
-            await turn_state.fail(f"{type(exc).__name__}: {exc}")
-            return "api error"
-        error = turn_state.parser.error
-        overloaded = isinstance(error, UpstreamError) and error.error_type == "overloaded_error"
-        if overloaded and not turn_state.dispatched and attempt <= _OVERLOAD_RETRIES:
-            # Nothing ran yet, so asking again cannot run a tool twice.
-            await svc.events.append(run_id, "stream_retry", turn=turn, reason=str(error), attempt=attempt)
-            await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
-            continue
-        if error is not None:
-            await turn_state.fail(str(error))
-        return turn_state.outcome
+    interrupt = Interrupt()
+    async with listening(svc, run_id, run_cancel, interrupt.fire):
+        for attempt in range(1, _OVERLOAD_RETRIES + 2):
+            turn_state = _TurnState(
+                svc, run_id, turn, registry, float(config.get("turn_timeout_s") or 300), messages
+            )
+            since = {} if continued_at is None else {"since_continue_s": time.time() - continued_at}
+            await svc.events.append(run_id, "request_sent", turn=turn, attempt=attempt, **since)
+            try:
+                await turn_state.read(client, request, interrupt)
+            except (APIStatusError, APIConnectionError) as exc:
+                await turn_state.fail(f"{type(exc).__name__}: {exc}")
+                return "api error"
+            except Interrupted as stop:
+                return await turn_state.close(stop.reason)
+            error = turn_state.parser.error
+            overloaded = isinstance(error, UpstreamError) and error.error_type == "overloaded_error"
+            if overloaded and not turn_state.dispatched and attempt <= _OVERLOAD_RETRIES:
+                # Nothing ran yet, so asking again cannot run a tool twice.
+                await svc.events.append(run_id, "stream_retry", turn=turn, reason=str(error), attempt=attempt)
+                try:
+                    with interrupt.point():
+                        await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+                except Interrupted as stop:
+                    return await turn_state.close(stop.reason)
+                continue
+            if error is not None:
+                await turn_state.fail(str(error))
+            return turn_state.outcome
     return turn_state.outcome
 
 
@@ -137,11 +146,33 @@ class _TurnState:
         self.parser = StreamParser()
         self.dispatched = False
         self.held: list[Planned] = []  # after_message calls, dispatched at message_stop if it says tool_use
+        self.ready_at: dict[str, float] = {}  # when each held call became ready
         self.names: dict[str, str] = {}
         self.outcome = "streaming"
 
     async def log(self, kind: str, **fields: Any) -> None:
         await self.svc.events.append(self.run_id, kind, turn=self.turn, **fields)
+
+    async def read(self, client: Any, request: dict[str, Any], interrupt: Interrupt) -> None:
+        """Stream the response through the parser. Only the waits for the model (the response, each
+        event) can be cut short by a cancel; handling an event always runs to its end."""
+        async with AsyncExitStack() as stack:
+            with interrupt.point():
+                stream = await stack.enter_async_context(client.stream(request))
+            await self.log("stream_opened", request_id=stream.request_id)
+            events = aiter(stream)
+            while True:
+                with interrupt.point():
+                    obj = await anext(events, None)
+                if obj is None:
+                    break
+                for event in self.parser.feed_event(obj):
+                    await self.handle(event)
+                if self.parser.error is not None:
+                    break
+        if self.parser.error is None:
+            for event in self.parser.end():
+                await self.handle(event)
 
     async def handle(self, event: Event) -> None:
         if isinstance(event, TextDelta):
@@ -149,6 +180,10 @@ class _TurnState:
         elif isinstance(event, BlockStarted):
             if event.tool_id is not None:
                 self.names[event.tool_id] = event.tool_name or ""
+                if event.block_type == "tool_use":  # a client call: cancel_tool can find it from now on
+                    await self.svc.store.note_tool(
+                        self.run_id, self.turn, event.tool_id, event.tool_name or ""
+                    )
                 await self.log(
                     "tool_input_started",
                     index=event.index,
@@ -179,17 +214,25 @@ class _TurnState:
 
     async def on_ready(self, event: ToolReady) -> None:
         call = event.call
-        await self.log("tool_ready", tool_use_id=call.id, name=call.name, index=call.index)
+        ready_at = time.time()
+        await self.log(
+            "tool_ready",
+            tool_use_id=call.id,
+            name=call.name,
+            index=call.index,
+            input_preview=input_preview(call.input),
+        )
         planned = plan_call(call, self.registry)
         if isinstance(planned, ToolResult):
             await finish_result(self.svc, self.run_id, self.turn, planned, key=None)
             return
         if planned.policy == "after_message":
             self.held.append(planned)
+            self.ready_at[call.id] = ready_at
             await self.log("tool_held", tool_use_id=call.id, name=call.name, policy="after_message")
             return
         self.dispatched = True
-        await dispatch(self.svc, self.run_id, self.turn, planned)
+        await dispatch(self.svc, self.run_id, self.turn, planned, ready_at=ready_at)
 
     async def on_message_stop(self, event: MessageStopped) -> None:
         svc, run_id, turn = self.svc, self.run_id, self.turn
@@ -198,27 +241,16 @@ class _TurnState:
         await svc.store.set_messages(run_id, messages)
         await self.log("message_stopped", stop_reason=event.stop_reason, usage=event.message.get("usage"))
         if event.stop_reason != "tool_use":
-            for planned in self.held:
-                await finish_result(
-                    svc,
-                    run_id,
-                    turn,
-                    ToolResult.failure(
-                        planned.call.id,
-                        planned.call.name,
-                        "cancelled",
-                        f"not run: the message ended with stop_reason {event.stop_reason}",
-                    ),
-                    key=None,
-                )
+            await self.cancel_held(f"not run: the message ended with stop_reason {event.stop_reason}")
             await svc.store.block_continuation(run_id, turn, "ended", str(event.stop_reason))
             state = "completed" if event.stop_reason in _FINISHED else "stopped"
             await end_run(svc, run_id, state, f"stop_reason {event.stop_reason}", turn=turn)
             self.outcome = state
             return
-        for planned in self.held:
+        held, self.held = self.held, []
+        for planned in held:
             self.dispatched = True
-            await dispatch(svc, run_id, turn, planned)
+            await dispatch(svc, run_id, turn, planned, ready_at=self.ready_at.get(planned.call.id))
         expected = [b["id"] for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
         names = {
             b["id"]: b.get("name", "") for b in content if isinstance(b, dict) and b.get("type") == "tool_use"
@@ -233,11 +265,31 @@ class _TurnState:
         else:
             await svc.enqueue_monitor(run_id, turn, 0, min(svc.monitor_interval_s, self.timeout_s))
 
+    async def cancel_held(self, content: str) -> None:
+        """The after_message calls will never be dispatched: each gets its cancelled result."""
+        held, self.held = self.held, []
+        for planned in held:
+            result = ToolResult.failure(planned.call.id, planned.call.name, "cancelled", content)
+            await finish_result(
+                self.svc, self.run_id, self.turn, result.with_(finished_at=time.time()), key=None
+            )
+
     async def fail(self, reason: str) -> None:
         """The stream did not end with tool_use: nothing continues; queued tools will see the run ended."""
         await self.svc.store.block_continuation(self.run_id, self.turn, "failed", reason)
         await end_run(self.svc, self.run_id, "failed", reason, turn=self.turn)
+        await self.cancel_held(f"not run: the model stream failed ({reason})")
         self.outcome = "failed"
+
+    async def close(self, reason: str) -> str:
+        """The run was cancelled and the stream closed early (``cancel_run`` ended the run already)."""
+        if self.outcome != "streaming":
+            return self.outcome  # the message had stopped and the turn was sealed: nothing was cut
+        await self.log("stream_closed", reason=reason)
+        await self.svc.store.block_continuation(self.run_id, self.turn, "cancelled", reason)
+        await self.cancel_held(f"not run: the run was cancelled before the message ended ({reason})")
+        self.outcome = "cancelled"
+        return self.outcome
 
 
 async def run_tool(svc: Services, job_data: dict[str, Any]) -> str:
@@ -258,22 +310,29 @@ async def run_tool(svc: Services, job_data: dict[str, Any]) -> str:
 
 async def _run_tool(svc: Services, job: ToolJob) -> str:
     run_id, turn = job.run_id, job.turn
-    existing = await svc.store.result(run_id, turn, job.tool_use_id)
-    if existing is not None:
-        return f"already {existing.status}"  # a redelivered job: the result is recorded, nothing runs again
+    verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation)
+    while verdict == "paused":
+        # Queued before the pause: hold this job (as its next generation: arq refuses a job id it has
+        # seen, and this one must never run later); if a resume came in between, ask again.
+        again = dataclasses.replace(job, generation=job.generation + 1)
+        if await svc.store.hold_if_paused(run_id, again.to_dict()):
+            await svc.events.append(
+                run_id, "tool_paused", turn=turn, tool_use_id=job.tool_use_id, name=job.name
+            )
+            return "paused"
+        verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation)
+    if verdict == "done":
+        # A redelivered job, or a call cancelled before it started: the result is recorded. If it waited
+        # behind others with its concurrency key, the chain reached it only now: move the chain on.
+        if job.concurrency_key is not None:
+            await advance_chain(svc, run_id, job.concurrency_key, job.tool_use_id)
+        return "already finished"
+    if verdict == "stale":
+        return "superseded"  # a pause held this job and released a later generation of it
     run = await svc.store.run(run_id)
-    turn_record = await svc.store.turn(run_id, turn)
-    if run is None or run.state != "running" or turn_record.get("continued") == "blocked":
-        reason = (run.get("reason") if run else None) or turn_record.get("reason") or "the run ended"
-        result = ToolResult.failure(
-            job.tool_use_id,
-            job.name,
-            "cancelled",
-            f"not run: the run ended before this tool started ({reason})",
-        )
-        await finish_result(svc, run_id, turn, result, key=job.concurrency_key)
-        return "cancelled"
-    attempt = await svc.store.count_execution(run_id, job.tool_use_id)
+    if verdict in ("ended", "cancelled") or run is None:
+        return await _not_started(svc, job, verdict)
+    attempt = int(verdict)
     if attempt > 1 and not job.idempotent:
         result = ToolResult.failure(
             job.tool_use_id,
@@ -293,7 +352,13 @@ async def _run_tool(svc: Services, job: ToolJob) -> str:
         await finish_result(svc, run_id, turn, result, key=job.concurrency_key)
         return "refused"
     await svc.events.append(
-        run_id, "tool_started", turn=turn, tool_use_id=job.tool_use_id, name=job.name, attempt=attempt
+        run_id,
+        "tool_started",
+        turn=turn,
+        tool_use_id=job.tool_use_id,
+        name=job.name,
+        attempt=attempt,
+        ready_at=job.ready_at,
     )
 
     async def progress(update: dict[str, Any]) -> None:
@@ -307,9 +372,67 @@ async def _run_tool(svc: Services, job: ToolJob) -> str:
         workspace=svc.workspace_for(run),
         progress_sink=progress,
     )
-    result = await execute(spec, job.args, ctx)
-    await finish_result(svc, run_id, turn, result.with_(attempts=attempt), key=job.concurrency_key)
+    result, told = await _execute_listening(svc, job, spec, ctx)
+    await finish_result(
+        svc, run_id, turn, result.with_(attempts=attempt), key=job.concurrency_key, after_cancel=told
+    )
     return result.status
+
+
+async def _not_started(svc: Services, job: ToolJob, verdict: str) -> str:
+    """The call will not run: its run ended (or its turn was blocked), or a cancel was asked for it."""
+    if verdict == "cancelled":
+        content = "not run: cancelled before it started"
+    else:
+        run = await svc.store.run(job.run_id)
+        turn_record = await svc.store.turn(job.run_id, job.turn)
+        reason = (run.get("reason") if run else None) or turn_record.get("reason") or "the run ended"
+        content = f"not run: the run ended before this tool started ({reason})"
+    result = ToolResult.failure(job.tool_use_id, job.name, "cancelled", content)
+    await finish_result(
+        svc, job.run_id, job.turn, result.with_(finished_at=time.time()), key=job.concurrency_key
+    )
+    return "cancelled"
+
+
+async def _execute_listening(
+    svc: Services, job: ToolJob, spec: ToolSpec, ctx: ToolContext
+) -> tuple[ToolResult, bool]:
+    """Run the tool in a task of its own, stopped (cancelled) if the run or this call is cancelled.
+
+    Returns the result and whether the tool was told to stop: a tool that finished before the cancel
+    landed keeps its own result (``after_cancel`` says it was told anyway).
+    """
+    started_at = time.time()
+    task = asyncio.create_task(execute(spec, job.args, ctx), name=f"tool:{job.tool_use_id}")
+    told: list[str] = []
+
+    def stop(reason: str) -> None:
+        told.append(reason)
+        ctx.cancel_event.set()
+        task.cancel()
+
+    try:
+        async with listening(svc, job.run_id, tool_cancel(job.tool_use_id), stop):
+            await asyncio.wait([task])
+    finally:
+        if not task.done():  # this job itself is being cancelled (worker shutdown, job timeout)
+            task.cancel()
+    if task.cancelled():
+        reason = told[0] if told else "its task was cancelled"
+        result = ToolResult(
+            tool_use_id=job.tool_use_id,
+            name=job.name,
+            status="cancelled",
+            content=f"tool {job.name} was stopped while running ({reason}); "
+            "it may have done part of its work.",
+            is_error=True,
+            attempts=ctx.attempt,
+            started_at=started_at,
+            finished_at=time.time(),
+        )
+        return result, bool(told)
+    return task.result(), bool(told)
 
 
 async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str:
@@ -319,9 +442,16 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
         return "no such run"
     continued = record.get("continued")
     if continued == "1":
-        # Make sure the next turn was enqueued even if whoever continued died right after deciding.
+        # Make sure the next turn was enqueued even if whoever continued died right after deciding
+        # (while paused: that the continuation is pending, so resume_run makes the request).
         max_turns = int(run.config.get("max_turns") or 10)
         if run.state == "running" and turn + 1 < max_turns:
+            if run.paused:
+                if run.get("pending"):
+                    return "paused"
+                outcome = await svc.store.pend_continuation(run_id, turn + 1, "monitor")
+                if outcome in ("pending", "ended"):
+                    return "paused" if outcome == "pending" else "ended"
             await svc.enqueue_stream_turn(run_id, turn + 1)
         return "continued"
     if continued == "blocked" or run.state != "running":

@@ -11,7 +11,9 @@ tasks on the current event loop::
         events = await services.follow(run_id, on_event)   # in order, up to the run's final event
 
 - ``MemoryTurnStore`` keeps the ``TurnStore`` records (run, messages, turns, result ledger, execution
-  counts, concurrency chains) in dicts, as JSON strings like Redis holds them.
+  counts, concurrency chains, the tool index, held jobs, cancels) in dicts, as JSON strings like Redis
+  holds them.
+- ``MemoryControl`` is the control channel (cancels reaching running jobs), in memory.
 - ``MemoryEventLog`` keeps each run's events in order, with stream ids ``"1-0"``, ``"2-0"``, ...;
   ``read(..., block_ms=...)`` waits on an ``asyncio.Event`` that ``append`` sets (no polling).
 - ``LocalServices`` runs each job as a task, deduplicated by the same deterministic job ids arq uses
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ..adapters._arq import ToolJob
+from ..adapters._control import MemoryControl
 from ..adapters._eventlog import EVENT_SCHEMA_VERSION, EventLog
 from ..adapters._store import RunRecord, TurnStore
 from ..tools import ToolRegistry, ToolResult, simulated_registry
@@ -84,15 +87,27 @@ class MemoryTurnStore(TurnStore):
         self._results: dict[tuple[str, int], dict[str, str]] = {}  # ...:results, id -> ToolResult JSON
         self._executions: dict[tuple[str, str], int] = {}  # inc:exec:{run}:{id}
         self._chains: dict[tuple[str, str], list[str]] = {}  # inc:chain:{run}:{key}, job JSON
+        self._tools: dict[tuple[str, str], str] = {}  # inc:run:{run}:tools, id -> JSON {turn, name}
+        self._held: dict[str, list[str]] = {}  # inc:run:{run}:held, job JSON
+        self._cancels: dict[tuple[str, str], str] = {}  # inc:run:{run}:cancels, id -> reason
+        self._generations: dict[tuple[str, str], int] = {}  # inc:run:{run}:generations
 
     def drop_run(self, run_id: str) -> None:
         """Forget everything about a run (Redis lets such keys expire; memory needs telling)."""
         self._runs.pop(run_id, None)
         self._messages.pop(run_id, None)
+        self._held.pop(run_id, None)
         for turns in (self._turns, self._results):
             for turn_key in [k for k in turns if k[0] == run_id]:
                 del turns[turn_key]
-        for named in (self._executions, self._chains):
+        named_maps: tuple[dict[tuple[str, str], Any], ...] = (
+            self._executions,
+            self._chains,
+            self._tools,
+            self._cancels,
+            self._generations,
+        )
+        for named in named_maps:
             for name_key in [k for k in named if k[0] == run_id]:
                 del named[name_key]
 
@@ -133,6 +148,7 @@ class MemoryTurnStore(TurnStore):
 
     async def claim_stream(self, run_id: str, turn: int) -> bool:
         record = self._turns.setdefault((run_id, turn), {})
+        self._runs.setdefault(run_id, {})["turn"] = str(turn)
         if "stream_started" in record:
             return False
         record["stream_started"] = repr(time.time())
@@ -225,6 +241,86 @@ class MemoryTurnStore(TurnStore):
             return None
         value: dict[str, Any] = json.loads(chain[0])
         return value
+
+    # ------------------------------------------------------------ control: pause, resume, cancel
+
+    def _paused_and_running(self, run_id: str) -> bool:
+        record = self._runs.get(run_id, {})
+        return record.get("state") == "running" and record.get("paused") == "1"
+
+    async def note_tool(self, run_id: str, turn: int, tool_use_id: str, name: str) -> None:
+        self._tools[(run_id, tool_use_id)] = json.dumps({"turn": turn, "name": name})
+
+    async def tool_info(self, run_id: str, tool_use_id: str) -> dict[str, Any] | None:
+        raw = self._tools.get((run_id, tool_use_id))
+        value: dict[str, Any] | None = json.loads(raw) if raw else None
+        return value
+
+    async def is_paused(self, run_id: str) -> bool:
+        return self._runs.get(run_id, {}).get("paused") == "1"
+
+    async def hold_if_paused(self, run_id: str, job: dict[str, Any]) -> bool:
+        if not self._paused_and_running(run_id):  # _HOLD
+            return False
+        self._held.setdefault(run_id, []).append(json.dumps(job))
+        generation = int(job.get("generation") or 0)
+        if generation > 0:
+            self._generations[(run_id, str(job["tool_use_id"]))] = generation
+        return True
+
+    async def start_tool(self, run_id: str, turn: int, tool_use_id: str, generation: int) -> str:
+        if tool_use_id in self._results.get((run_id, turn), {}):  # _START_TOOL
+            return "done"
+        if generation < self._generations.get((run_id, tool_use_id), 0):
+            return "stale"
+        run = self._runs.get(run_id, {})
+        if run.get("state") != "running":
+            return "ended"
+        if self._turns.get((run_id, turn), {}).get("continued") == "blocked":
+            return "ended"
+        if (run_id, tool_use_id) in self._cancels:
+            return "cancelled"
+        if run.get("paused") == "1":
+            return "paused"
+        count = self._executions.get((run_id, tool_use_id), 0) + 1
+        self._executions[(run_id, tool_use_id)] = count
+        return str(count)
+
+    async def cancel_tool(self, run_id: str, turn: int, tool_use_id: str, reason: str) -> str:
+        if tool_use_id in self._results.get((run_id, turn), {}):  # _CANCEL_TOOL
+            return "finished"
+        self._cancels[(run_id, tool_use_id)] = reason
+        return "signalled" if self._executions.get((run_id, tool_use_id), 0) > 0 else "cancelled"
+
+    async def pause(self, run_id: str) -> int | None:
+        record = self._runs.get(run_id)  # _PAUSE
+        if record is None or record.get("state") != "running" or record.get("paused") == "1":
+            return None
+        record["paused"] = "1"
+        return int(record.get("turn") or 0)
+
+    async def release(
+        self, run_id: str, *, resume: bool
+    ) -> tuple[dict[str, Any] | None, int, list[dict[str, Any]]] | None:
+        if resume and not self._paused_and_running(run_id):  # _RELEASE
+            return None
+        record = self._runs.get(run_id, {})
+        pending_raw = record.pop("pending", "")
+        record.pop("paused", None)
+        jobs = self._held.pop(run_id, [])
+        pending: dict[str, Any] | None = json.loads(pending_raw) if pending_raw else None
+        return pending, int(record.get("turn") or 0), [json.loads(job) for job in jobs]
+
+    async def pend_continuation(self, run_id: str, next_turn: int, trigger: str) -> str:
+        record = self._runs.get(run_id, {})  # _PEND
+        if record.get("state") != "running":
+            return "ended"
+        if record.get("paused") != "1":
+            return "go"
+        if "stream_started" in self._turns.get((run_id, next_turn), {}):
+            return "started"
+        record["pending"] = json.dumps({"turn": next_turn, "trigger": trigger})
+        return "pending"
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -345,6 +441,7 @@ class LocalServices(Services):
         self._http = shared_http_client()
         self.store: MemoryTurnStore = MemoryTurnStore()
         self.events: MemoryEventLog = MemoryEventLog()
+        self.control: MemoryControl = MemoryControl()
         self.toolsets.update(env_toolsets())
         self.registry = registry
         self.max_concurrent = max_concurrent
@@ -497,12 +594,15 @@ class LocalServices(Services):
                 run = await self.store.run(run_id)
                 if run is None or run.state != "running":
                     return events
+                if run.paused:
+                    continue  # waiting for resume_run, not stuck
                 await end_run(self, run_id, "failed", "no job left to finish the run (in-process)", turn=turn)
 
     def forget_run(self, run_id: str) -> None:
         """Drop a finished run's records, events and job ids (a long-lived instance otherwise keeps them)."""
         self.store.drop_run(run_id)
         self.events.drop_run(run_id)
+        self.control.drop_run(run_id)
         marks = (f"inc:tool:{run_id}:", f"inc:stream:{run_id}:", f"inc:monitor:{run_id}:")
         self._job_ids = {j for j in self._job_ids if not j.startswith(marks) or j in self._tasks}
 

@@ -12,6 +12,7 @@ import httpx
 from arq.connections import ArqRedis
 
 from ..adapters import _arq
+from ..adapters._control import ControlChannel, RedisControl
 from ..adapters._eventlog import EventLog
 from ..adapters._messages_client import MessagesClient
 from ..adapters._store import RunRecord, TurnStore
@@ -51,7 +52,8 @@ def _load_registry(path: str) -> ToolRegistry:
 
 @dataclass
 class Services:
-    """The arq flavour: Redis store, Redis event log, arq queue. ``LocalServices`` swaps all three."""
+    """The arq flavour: Redis store, event log and control channel, arq queue. ``LocalServices`` swaps
+    all four for in-memory ones."""
 
     pool: ArqRedis
     toolsets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOOLSETS))
@@ -62,6 +64,7 @@ class Services:
     def __post_init__(self) -> None:
         self.store: TurnStore = TurnStore(self.pool)
         self.events: EventLog = EventLog(self.pool)
+        self.control: ControlChannel = RedisControl(self.pool)
         self.toolsets.update(env_toolsets())
         self._http = shared_http_client()
 
@@ -108,6 +111,7 @@ class Services:
             await client.aclose()
         self._clients.clear()
         await self._http.aclose()
+        await self.control.aclose()
 
 
 def describe(value: Any, limit: int = 200) -> Any:
