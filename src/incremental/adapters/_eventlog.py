@@ -2,8 +2,20 @@
 
 Every step of a run (turn started, text, tool ready, enqueued, started, progress, completed, turn
 sealed, continued, run finished) is appended here, by whichever process saw it happen; the live views
-read it back in order. Each entry has ``v`` (schema version), ``kind``, ``ts`` (wall clock seconds) and
-``run_id``.
+(the CLI's and the service's) read it back in order. Each entry has ``v`` (schema version), ``kind``,
+``ts`` (wall clock seconds) and ``run_id``; ``incremental.events`` documents every kind.
+
+Keys::
+
+    inc:events:{run}       stream  every event; capped at ``maxlen`` entries; expires ``ttl_s`` after
+                                   the last append. An entry's stream id is its offset (the SSE id).
+    inc:milestones:{run}   stream  the same entry, under the same id, for every kind but the
+                                   high-volume ones (text, field previews, progress). Small, so it
+                                   outlives the main log's trimming: a reader whose offset was trimmed
+                                   away still gets an exact picture of every tool and of the run.
+
+One append is one round trip: a Lua script adds the entry to both streams (so they share its id), and
+the metrics the entry feeds (``MetricsStore``) ride in the same pipeline.
 """
 
 from __future__ import annotations
@@ -14,53 +26,159 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-__all__ = ["EVENT_SCHEMA_VERSION", "EventLog", "events_key"]
+from ._metrics import MetricsStore
+
+__all__ = [
+    "EVENT_SCHEMA_VERSION",
+    "HIGH_VOLUME_KINDS",
+    "EventLog",
+    "compare_ids",
+    "events_key",
+    "milestones_key",
+    "parse_id",
+]
 
 EVENT_SCHEMA_VERSION = 1
+
+# Kinds kept only in the main log: many per run, and nothing a snapshot of the run needs.
+HIGH_VOLUME_KINDS = frozenset({"text_delta", "tool_field_completed", "tool_progress"})
+
+_APPEND = """
+local id
+if ARGV[5] == '1' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'data', ARGV[2])
+else
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], id, 'data', ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return id
+"""
 
 
 def events_key(run_id: str) -> str:
     return f"inc:events:{run_id}"
 
 
+def milestones_key(run_id: str) -> str:
+    return f"inc:milestones:{run_id}"
+
+
+def parse_id(entry_id: str) -> tuple[int, int]:
+    """A stream id as a comparable pair; ``ValueError`` when it is not one (``"5"`` means ``5-0``)."""
+    ms, _, seq = entry_id.strip().partition("-")
+    if not ms.isdigit() or (seq and not seq.isdigit()):
+        raise ValueError(f"not a stream id: {entry_id!r} (expected MS-SEQ, e.g. 1700000000000-0)")
+    return int(ms), int(seq or 0)
+
+
+def compare_ids(a: str, b: str) -> int:
+    """-1, 0 or 1 as stream id ``a`` is before, equal to or after ``b``."""
+    pa, pb = parse_id(a), parse_id(b)
+    return (pa > pb) - (pa < pb)
+
+
+def _raw(entries: Any) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for entry_id, data in entries or []:
+        raw = data.get(b"data") or data.get("data")
+        ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        out.append((ident, raw.decode() if isinstance(raw, bytes) else str(raw)))
+    return out
+
+
+def _decode(entries: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [(ident, json.loads(raw)) for ident, raw in _raw(entries)]
+
+
 class EventLog:
-    def __init__(self, redis: Redis, *, maxlen: int = 100_000, ttl_s: int = 7 * 24 * 3600) -> None:
+    """Append to and read a run's log. ``exact_trim`` trims to exactly ``maxlen`` (Redis otherwise
+    trims in whole internal nodes, about 100 entries at a time, which is cheaper)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        maxlen: int = 100_000,
+        ttl_s: int = 7 * 24 * 3600,
+        exact_trim: bool = False,
+        milestones_maxlen: int = 20_000,
+        metrics: bool = True,
+    ) -> None:
         self.redis = redis
         self.maxlen = maxlen
         self.ttl_s = ttl_s
+        self.exact_trim = exact_trim
+        self.milestones_maxlen = milestones_maxlen
+        self.metrics = MetricsStore(redis) if metrics else None
+        self._append = redis.register_script(_APPEND)
 
     async def append(self, run_id: str, kind: str, **fields: Any) -> str:
-        """Append one event; returns its stream id."""
+        """Append one event; returns its stream id (its offset)."""
         event = {"v": EVENT_SCHEMA_VERSION, "kind": kind, "ts": time.time(), "run_id": run_id, **fields}
-        key = events_key(run_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(
-                key, {"data": json.dumps(event, separators=(",", ":"))}, maxlen=self.maxlen, approximate=True
-            )
-            pipe.expire(key, self.ttl_s)
-            entry_id, _ = await pipe.execute()
+        args: list[str | int] = [
+            self.maxlen,
+            json.dumps(event, separators=(",", ":")),
+            self.ttl_s,
+            "0" if kind in HIGH_VOLUME_KINDS else "1",
+            "1" if self.exact_trim else "0",
+            self.milestones_maxlen,
+        ]
+        keys = [events_key(run_id), milestones_key(run_id)]
+        if self.metrics is None or not self.metrics.observes(kind):
+            entry_id = await self._append(keys=keys, args=args)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._append(keys=keys, args=args, client=pipe)
+                self.metrics.observe(pipe, event)
+                entry_id = (await pipe.execute())[0]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def read(
         self, run_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 1000
     ) -> list[tuple[str, dict[str, Any]]]:
         """Events after ``after`` (a stream id), waiting up to ``block_ms`` for the first one."""
+        return [
+            (ident, json.loads(raw))
+            for ident, raw in await self.read_raw(run_id, after, block_ms=block_ms, count=count)
+        ]
+
+    async def read_raw(
+        self, run_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 1000
+    ) -> list[tuple[str, str]]:
+        """As ``read``, with each event still its JSON text (for passing on without re-encoding)."""
         reply = await self.redis.xread({events_key(run_id): after}, count=count, block=block_ms)
-        out: list[tuple[str, dict[str, Any]]] = []
+        out: list[tuple[str, str]] = []
         for _key, entries in reply or []:
-            for entry_id, data in entries:
-                raw = data.get(b"data") or data.get("data")
-                ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                out.append((ident, json.loads(raw)))
+            out.extend(_raw(entries))
         return out
 
+    async def milestones(self, run_id: str, upto: str = "+") -> list[tuple[str, dict[str, Any]]]:
+        """The run's milestone entries (every kind but the high-volume ones), up to ``upto``."""
+        return _decode(await self.redis.xrange(milestones_key(run_id), "-", upto))
+
+    async def first_id(self, run_id: str) -> str | None:
+        """The oldest entry still in the main log (None when the log is empty or gone)."""
+        entries = await self.redis.xrange(events_key(run_id), "-", "+", count=1)
+        return _decode(entries)[0][0] if entries else None
+
+    async def last_id(self, run_id: str) -> str | None:
+        entries = await self.redis.xrevrange(events_key(run_id), "+", "-", count=1)
+        return _decode(entries)[0][0] if entries else None
+
     async def all(self, run_id: str) -> list[dict[str, Any]]:
-        """Every event of the run, in order."""
-        events: list[dict[str, Any]] = []
-        after = "0-0"
+        """Every event of the run still in the log, in order."""
+        return [event for _, event in await self.entries(run_id)]
+
+    async def entries(self, run_id: str, after: str = "0-0") -> list[tuple[str, dict[str, Any]]]:
+        """Every entry after ``after`` still in the log, with its id, in order."""
+        out: list[tuple[str, dict[str, Any]]] = []
         while True:
             batch = await self.read(run_id, after)
             if not batch:
-                return events
+                return out
             after = batch[-1][0]
-            events.extend(e for _, e in batch)
+            out.extend(batch)
