@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _fake_api, _inspect, _replay
+from . import _fake_api, _inspect, _replay, _serve
 
 __all__ = ["main"]
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inspect.add_parser(sub)
     _fake_api.add_parser(sub)
     _replay.add_parser(sub)
+    _serve.add_parser(sub)
     return parser
 
 

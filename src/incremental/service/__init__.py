@@ -1,0 +1,21 @@
+"""The live service: runs over HTTP, their events over resumable SSE, control, metrics and the page."""
+
+from ._app import build_view, create_app
+from ._auth import Auth, Principal, parse_tokens
+from ._config import ServiceConfig
+from ._server import DEMO_FILES, ServeOptions, Service
+from ._view import RunView, ToolView
+
+__all__ = [
+    "DEMO_FILES",
+    "Auth",
+    "Principal",
+    "RunView",
+    "ServeOptions",
+    "Service",
+    "ServiceConfig",
+    "ToolView",
+    "build_view",
+    "create_app",
+    "parse_tokens",
+]

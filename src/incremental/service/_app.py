@@ -1,0 +1,380 @@
+"""The HTTP service: start runs, read their state, watch them live over SSE, steer them, and the page.
+
+Routes (every ``/v1`` route takes ``Authorization: Bearer <token>``; see ``_auth``)::
+
+    POST /v1/runs                  start a run; answers its id, URLs and a watch token at once (201)
+    GET  /v1/runs                  the caller's runs, newest first
+    GET  /v1/runs/{id}             the run's state: every tool's status and timings, each turn's text
+    GET  /v1/runs/{id}/events      the run's event log as SSE; resumable with Last-Event-ID
+    POST /v1/runs/{id}/cancel      the whole run, or one tool with {"tool_use_id": ...}
+    POST /v1/runs/{id}/pause       ready tools wait and the run does not continue ...
+    POST /v1/runs/{id}/resume      ... until this
+    GET  /v1/stats                 the metrics as JSON, for the page's panel
+    GET  /v1/demo                  a ready-made request for the demo recording (serve --demo)
+    GET  /v1/schema/events         the JSON Schema of the log's events (no token needed)
+    GET  /metrics                  Prometheus
+    GET  /                         the dashboard; /static/* its files
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..adapters._arq import connect
+from ..adapters._eventlog import EventLog, compare_ids, parse_id
+from ..adapters._metrics import MetricsStore
+from ..adapters._store import RunRecord, _a
+from ..pipeline import RunConfig, Services, cancel_run, cancel_tool, pause_run, resume_run, start_run
+from ._auth import Auth, Principal
+from ._config import ServiceConfig
+from ._errors import ApiError, exception_handlers
+from ._events import event_stream
+from ._fanout import Fanout
+from ._metrics import ServiceMetrics
+from ._requests import CreateRun, describe_validation_error
+from ._view import RunView
+
+__all__ = ["create_app"]
+
+_STATIC = resources.files("incremental") / "static"
+
+
+class _State:
+    """What the routes share; made at startup, closed at shutdown."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.auth = Auth(config.tokens)
+        self.metrics = ServiceMetrics()
+
+    async def start(self) -> None:
+        self.pool = await connect(self.config.redis_url)
+        self.services = Services(self.pool)
+        self.log = EventLog(self.pool, **self.config.event_log)
+        self.services.events = self.log
+        self.fanout = Fanout(self.log, max_pending=self.config.max_pending_events)
+        self.metrics_store = MetricsStore(self.pool)
+
+    async def stop(self) -> None:
+        await self.fanout.aclose()
+        await self.services.aclose()
+        await self.pool.aclose()
+
+
+def _state(request: Request) -> _State:
+    state: _State = request.app.state.inc
+    return state
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise ApiError(413, f"request body over {limit} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"request body over {limit} bytes")
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+
+
+async def _caller(request: Request) -> tuple[Principal, str]:
+    state = _state(request)
+    token = state.auth.bearer(request)
+    principal = state.auth.principal(token)
+    if principal is not None:
+        return principal, token
+    run_id = Auth.watch_run(token)
+    if run_id is not None:
+        return Principal("watch", run_id), token
+    raise ApiError(401, "unknown token")
+
+
+async def _run_for(request: Request, *, write: bool = False) -> RunRecord:
+    """The run named in the path, if this caller may see it (and steer it, with ``write``)."""
+    state = _state(request)
+    principal, token = await _caller(request)
+    run_id = request.path_params["run_id"]
+    run = await state.services.store.run(run_id)
+    if principal.read_only:
+        if principal.run_id != run_id:
+            raise ApiError(403, "this watch token is for another run")
+        if run is None or not Auth.watch_matches(token, run.get("watch_sha256")):
+            raise ApiError(401, "unknown token")
+        if write:
+            raise ApiError(403, "a watch token can only read its run; steering it needs the owner's token")
+        return run
+    if run is None:
+        raise ApiError(404, f"no run {run_id!r} (it may have expired)")
+    if run.get("owner") != principal.name:
+        raise ApiError(403, f"run {run_id!r} belongs to another token")
+    return run
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+
+async def create_run(request: Request) -> Response:
+    state = _state(request)
+    principal, _ = await _caller(request)
+    if principal.read_only:
+        raise ApiError(403, "a watch token cannot start runs")
+    try:
+        body = CreateRun.model_validate(await _json_body(request, state.config.max_body_bytes))
+    except ValidationError as exc:
+        raise ApiError(400, describe_validation_error(exc)) from None
+    cfg = state.config
+    registry = state.services.registry_for(RunRecord(config={"toolset": cfg.toolset}))
+    if body.tools is not None:
+        unknown = sorted(set(body.tools) - set(registry.names()))
+        if unknown:
+            raise ApiError(400, f"unknown tools {unknown}; this service has {registry.names()}")
+    run_id = f"run_{uuid.uuid4().hex[:20]}"
+    workspace = None
+    if cfg.workspace_root is not None:
+        path = Path(cfg.workspace_root) / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        if cfg.seed_starter:
+            from workers.app_tools import seed_vite_starter  # the project's app tools
+
+            seed_vite_starter(path)
+        workspace = str(path)
+    config = RunConfig(
+        model=body.model or cfg.default_model,
+        max_tokens=body.max_tokens,
+        system=body.system,  # type: ignore[arg-type]  # a string or a list of blocks: passed through
+        tools=body.tools,
+        toolset=cfg.toolset,
+        api_base_url=cfg.api_base_url,
+        max_turns=body.limits.max_turns,
+        turn_timeout_s=body.limits.turn_timeout_s,
+        simulate_s=cfg.simulate_s,
+        workspace=workspace,
+        meta={"owner": principal.name, **(body.metadata or {})},
+    )
+    watch_token, watch_sha = Auth.new_watch_token(run_id)
+    now = time.time()
+    await _a(
+        state.pool.hset(
+            state.services.store.run_key(run_id), mapping={"owner": principal.name, "watch_sha256": watch_sha}
+        )
+    )
+    await start_run(
+        state.pool, config, [m.model_dump(exclude_none=True) for m in body.messages], run_id=run_id
+    )
+    await state.pool.zadd(f"inc:runs:{principal.name}", {run_id: now})
+    url = f"/v1/runs/{run_id}"
+    return JSONResponse(
+        {
+            "id": run_id,
+            "state": "running",
+            "url": url,
+            "events_url": f"{url}/events",
+            "watch_token": watch_token,
+        },
+        status_code=201,
+        headers={"Location": url},
+    )
+
+
+async def list_runs(request: Request) -> Response:
+    state = _state(request)
+    principal, _ = await _caller(request)
+    if principal.read_only:
+        assert principal.run_id is not None
+        ids = [principal.run_id]
+    else:
+        raw = await state.pool.zrevrange(f"inc:runs:{principal.name}", 0, 99)
+        ids = [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+    runs = []
+    for run_id in ids:
+        run = await state.services.store.run(run_id)
+        if run is None:
+            if not principal.read_only:
+                await state.pool.zrem(f"inc:runs:{principal.name}", run_id)
+            continue
+        runs.append(
+            {
+                "id": run_id,
+                "state": run.state,
+                "created_at": float(run.get("created_at") or 0) or None,
+                "model": run.config.get("model"),
+                "paused": run.get("paused") == "1",
+            }
+        )
+    return JSONResponse({"runs": runs})
+
+
+async def build_view(log: EventLog, run_id: str) -> RunView:
+    """The run's state from its log: the milestones older than what the main log still holds, then the
+    whole main log (so a run whose log was trimmed still shows every tool)."""
+    view = RunView(run_id)
+    first = await log.first_id(run_id)
+    for entry_id, event in await log.milestones(run_id):
+        if first is None or _before(entry_id, first):
+            view.apply(event, entry_id)
+    for entry_id, event in await log.entries(run_id):
+        view.apply(event, entry_id)
+    return view
+
+
+def _before(a: str, b: str) -> bool:
+    return compare_ids(a, b) < 0
+
+
+async def get_run(request: Request) -> Response:
+    state = _state(request)
+    run = await _run_for(request)
+    view = await build_view(state.log, request.path_params["run_id"])
+    data = view.to_dict()
+    data["state"] = run.state or data["state"]  # the store is the authority on the run's state
+    data["reason"] = run.get("reason") or data["reason"]
+    data["paused"] = run.get("paused") == "1"
+    return JSONResponse(data)
+
+
+async def run_events(request: Request) -> Response:
+    state = _state(request)
+    await _run_for(request)
+    after = request.headers.get("last-event-id") or request.query_params.get("after")
+    if after is not None:
+        try:
+            parse_id(after)
+        except ValueError as exc:
+            raise ApiError(400, f"bad Last-Event-ID: {exc}") from None
+    return event_stream(state, request.path_params["run_id"], after)
+
+
+# ------------------------------------------------------------------------------------------- control
+
+
+async def cancel(request: Request) -> Response:
+    state = _state(request)
+    run = await _run_for(request, write=True)
+    body = await _json_body(request, 64 * 1024)
+    if not isinstance(body, dict) or set(body) - {"tool_use_id", "reason"}:
+        raise ApiError(400, 'expected {} or {"tool_use_id": "..."} (and optionally "reason")')
+    run_id = request.path_params["run_id"]
+    reason = str(body.get("reason") or "cancelled by request")
+    tool_use_id = body.get("tool_use_id")
+    if tool_use_id is None:
+        if not await cancel_run(state.services, run_id, reason):
+            raise ApiError(409, f"run {run_id!r} is already {run.state}")
+        return JSONResponse({"run_id": run_id, "target": "run", "outcome": "cancelled"}, status_code=202)
+    if not isinstance(tool_use_id, str):
+        raise ApiError(400, "tool_use_id must be a string")
+    outcome = await cancel_tool(state.services, run_id, tool_use_id, reason)
+    if outcome == "unknown":
+        raise ApiError(404, f"run {run_id!r} has no tool call {tool_use_id!r}")
+    if outcome == "finished":
+        raise ApiError(409, f"tool call {tool_use_id!r} already has its result")
+    return JSONResponse({"run_id": run_id, "target": "tool", "outcome": outcome}, status_code=202)
+
+
+async def pause(request: Request) -> Response:
+    return await _pause_or_resume(request, pause=True)
+
+
+async def resume(request: Request) -> Response:
+    return await _pause_or_resume(request, pause=False)
+
+
+async def _pause_or_resume(request: Request, *, pause: bool) -> Response:
+    state = _state(request)
+    run = await _run_for(request, write=True)
+    run_id = request.path_params["run_id"]
+    done = await (pause_run if pause else resume_run)(state.services, run_id)
+    if not done:
+        now = "paused" if run.get("paused") == "1" else run.state
+        raise ApiError(409, f"cannot {'pause' if pause else 'resume'} run {run_id!r}: it is {now}")
+    return JSONResponse({"run_id": run_id, "paused": pause}, status_code=202)
+
+
+# ------------------------------------------------------------------------------------------- metrics & page
+
+
+async def stats(request: Request) -> Response:
+    state = _state(request)
+    await _caller(request)
+    snapshot = await state.metrics_store.read()
+    return JSONResponse(state.metrics.stats(snapshot))
+
+
+async def prometheus(request: Request) -> Response:
+    state = _state(request)
+    snapshot = await state.metrics_store.read()
+    body, content_type = state.metrics.exposition(snapshot, state.fanout)
+    return Response(body, media_type=content_type)
+
+
+async def demo(request: Request) -> Response:
+    state = _state(request)
+    await _caller(request)
+    if state.config.demo_request is None:
+        raise ApiError(404, "this service was not started with --demo")
+    return JSONResponse(state.config.demo_request)
+
+
+async def event_schema(request: Request) -> Response:
+    from ..events import event_json_schema
+
+    return JSONResponse(event_json_schema())
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(str(_STATIC / "index.html"), headers={"Cache-Control": "no-cache"})
+
+
+async def healthz(request: Request) -> Response:
+    await _state(request).pool.ping()
+    return JSONResponse({"ok": True})
+
+
+def create_app(config: ServiceConfig) -> Starlette:
+    state = _State(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    routes = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        Route("/metrics", prometheus),
+        Route("/v1/runs", create_run, methods=["POST"]),
+        Route("/v1/runs", list_runs, methods=["GET"]),
+        Route("/v1/runs/{run_id}", get_run),
+        Route("/v1/runs/{run_id}/events", run_events),
+        Route("/v1/runs/{run_id}/cancel", cancel, methods=["POST"]),
+        Route("/v1/runs/{run_id}/pause", pause, methods=["POST"]),
+        Route("/v1/runs/{run_id}/resume", resume, methods=["POST"]),
+        Route("/v1/stats", stats),
+        Route("/v1/demo", demo),
+        Route("/v1/schema/events", event_schema),
+        Mount("/static", StaticFiles(directory=str(_STATIC)), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
+    app.state.inc = state
+    return app

@@ -1,0 +1,123 @@
+"""``GET /v1/runs/{id}/events``: the run's log as Server-Sent Events, resumable without gap or duplicate.
+
+Each log entry goes out as ``id: <stream id>`` / ``event: <kind>`` / ``data: <the event's JSON>``. A
+client that reconnects with ``Last-Event-ID`` (or ``?after=``) gets exactly the entries after that id.
+When entries after its id were trimmed from the log, it first gets ``event: snapshot``: the run's state
+folded from everything (milestones included) up to the snapshot's own id, which is where the stream
+then resumes. Once the run has ended and no tool is still to report, ``event: end`` closes the stream,
+so clients know not to reconnect.
+
+Order of work, per connection: subscribe to the run's live feed, then read history from the log, then
+take live batches, dropping any id already sent. Comment heartbeats keep proxies from closing an idle
+stream; a client too slow to take a write within ``send_timeout_s`` or too far behind the feed is cut
+off (it can reconnect and catch up from the log). A disconnect only unsubscribes: it never cancels the
+run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ..adapters._eventlog import HIGH_VOLUME_KINDS, compare_ids
+from ._fanout import Entry, SubscriberCutOff, WatchFailed, entries_from
+from ._view import RunView
+
+if TYPE_CHECKING:
+    from ._app import _State
+
+__all__ = ["event_stream"]
+
+_HISTORY_BATCH = 500
+
+
+def _message(event: str, data: dict[str, Any], entry_id: str | None = None) -> bytes:
+    head = f"id: {entry_id}\n" if entry_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class _Sent:
+    """What one connection has sent: the last id, and what it takes to know the run is settled."""
+
+    def __init__(self, run_id: str, last: str, counter: Any) -> None:
+        self.last = last
+        self.counter = counter  # events sent, across connections (a prometheus Counter)
+        self.tracker = RunView(run_id)
+
+    def take(self, entries: list[Entry]) -> bytes:
+        """The SSE bytes of the entries not sent yet, as one write (one write per batch, not per event)."""
+        chunks = []
+        for entry in entries:
+            if compare_ids(entry.id, self.last) <= 0:
+                continue  # already sent from history
+            if entry.event.get("kind") not in HIGH_VOLUME_KINDS:
+                self.tracker.apply(entry.event, entry.id)
+            self.last = entry.id
+            chunks.append(entry.sse)
+        if chunks:
+            self.counter.inc(len(chunks))
+        return b"".join(chunks)
+
+
+async def _events(state: _State, run_id: str, after: str | None) -> AsyncIterator[bytes]:
+    log = state.log
+    metrics = state.metrics
+    sub = await state.fanout.subscribe(run_id)
+    metrics.sse_open.inc()
+    try:
+        sent = _Sent(run_id, after or "0-0", metrics.sse_events)
+        first = await log.first_id(run_id)
+        milestones = await log.milestones(run_id)
+        trimmed = bool(milestones) and first is not None and compare_ids(milestones[0][0], first) < 0
+        if trimmed and first is not None and compare_ids(sent.last, first) < 0:
+            # Entries after the client's offset are gone: send the whole state, then go on from its id.
+            view = RunView(run_id)
+            for entry_id, event in milestones:
+                if compare_ids(entry_id, first) < 0:
+                    view.apply(event, entry_id)
+            for entry_id, event in await log.entries(run_id):
+                view.apply(event, entry_id)
+            sent.tracker = view
+            sent.last = view.last_id or sent.last
+            metrics.snapshots.inc()
+            yield _message("snapshot", view.to_dict(), sent.last)
+        else:
+            for entry_id, event in milestones:
+                if compare_ids(entry_id, sent.last) <= 0:
+                    sent.tracker.apply(event, entry_id)
+        while True:  # history, from the log itself
+            raw = await log.read_raw(run_id, sent.last, count=_HISTORY_BATCH)
+            chunk = sent.take(entries_from(raw))
+            if chunk:
+                yield chunk
+            if len(raw) < _HISTORY_BATCH:
+                break
+        while True:  # live, from the run's feed
+            if sent.tracker.settled:
+                yield _message("end", {"state": sent.tracker.state})
+                return
+            chunk = sent.take(await sub.next_batch())
+            if chunk:
+                yield chunk
+    except SubscriberCutOff:
+        metrics.sse_cut_off.inc()
+    except WatchFailed:
+        pass  # Redis went away: the response ends; the client reconnects when it can
+    finally:
+        state.fanout.unsubscribe(sub)
+        metrics.sse_open.dec()
+
+
+def event_stream(state: _State, run_id: str, after: str | None) -> EventSourceResponse:
+    config = state.config
+    return EventSourceResponse(
+        _events(state, run_id, after),
+        ping=config.heartbeat_s,
+        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        send_timeout=config.send_timeout_s,
+        sep="\n",
+        headers={"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,220 @@
+"""A running service: uvicorn on a bound socket, plus what a fresh machine lacks (Redis, workers, a model).
+
+``incremental serve`` uses it, and so do the tests and ``scripts/bench_service.py``::
+
+    async with Service(ServeOptions(tokens={"me": token}, demo=True)) as service:
+        print(service.url)
+
+- Redis: ``redis_url``, else ``$REDIS_URL``, else a private ``redis-server`` for the service's life.
+- Workers: ``workers`` in-process arq workers (default: 2 with a private Redis, 0 with yours, where
+  your own ``arq workers.settings.WorkerSettings`` processes do the work).
+- ``demo``: a loopback fake Messages API plays the recorded 8-tool app-builder conversation; every run
+  goes to it, and each run's workspace starts as the Vite starter project the recording edits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import tempfile
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from arq.connections import RedisSettings
+from arq.worker import Worker
+
+from ..adapters._redis_server import RedisServer
+from ..fake_api import FakeMessagesAPI
+from ._app import create_app
+from ._config import ServiceConfig
+
+__all__ = ["DEMO_FILES", "ServeOptions", "Service"]
+
+_FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+DEMO_FILES = (_FIXTURES / "app_builder_8_tools.sse", _FIXTURES / "app_builder_turn2.sse")
+
+
+@dataclass
+class ServeOptions:
+    tokens: dict[str, str]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None
+    workers: int | None = None
+    demo: bool = False
+    speed: float = 1.0  # demo playback speed
+    simulate_s: float | None = None
+    api_base_url: str = "https://api.anthropic.com"
+    workspace_root: str | None = None
+    heartbeat_s: float = 15.0
+    send_timeout_s: float = 30.0
+    max_pending_events: int = 2000
+    poll_delay_s: float = 0.005
+    event_log: dict[str, Any] = field(default_factory=dict)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that says when it listens; signals are the caller's business."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Service:
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.url = ""
+        self.redis_url = ""
+        self.app: Any = None
+        self._redis: RedisServer | None = None
+        self._api: FakeMessagesAPI | None = None
+        self._workers: list[Worker] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._server: _Uvicorn | None = None
+        self._workspace: tempfile.TemporaryDirectory[str] | None = None
+
+    async def start(self) -> None:
+        opts = self.options
+        url = opts.redis_url or os.environ.get("REDIS_URL")
+        if url is None:
+            self._redis = RedisServer()
+            url = self._redis.start()
+        self.redis_url = url
+        n_workers = opts.workers if opts.workers is not None else (2 if self._redis is not None else 0)
+        api_base_url = opts.api_base_url
+        demo_request = None
+        if opts.demo:
+            self._api = FakeMessagesAPI(list(DEMO_FILES), speed=opts.speed)
+            await self._api.start()
+            api_base_url = self._api.url
+            demo_request = {
+                "model": "claude-sonnet-4-5",
+                "messages": [{"role": "user", "content": "Build me a todo app with Vite and React."}],
+                "limits": {"max_turns": len(DEMO_FILES)},
+                "metadata": {"demo": "app_builder_8_tools"},
+            }
+        workspace_root = opts.workspace_root
+        if workspace_root is None:
+            self._workspace = tempfile.TemporaryDirectory(prefix="incremental-serve-")
+            workspace_root = self._workspace.name
+        from workers.settings import worker_options  # the project's worker set
+
+        for _ in range(n_workers):
+            worker = Worker(
+                **worker_options(poll_delay=opts.poll_delay_s),
+                redis_settings=RedisSettings.from_dsn(url),
+                handle_signals=False,
+            )
+            self._workers.append(worker)
+            self._tasks.append(asyncio.create_task(worker.async_run(), name="incremental-worker"))
+        config = ServiceConfig(
+            redis_url=url,
+            tokens=opts.tokens,
+            api_base_url=api_base_url,
+            simulate_s=opts.simulate_s,
+            workspace_root=Path(workspace_root),
+            seed_starter=opts.demo,
+            demo_request=demo_request,
+            heartbeat_s=opts.heartbeat_s,
+            send_timeout_s=opts.send_timeout_s,
+            max_pending_events=opts.max_pending_events,
+            event_log=opts.event_log,
+        )
+        self.app = create_app(config)
+        sock = _bind(opts.host, opts.port)
+        port = sock.getsockname()[1]
+        server = _Uvicorn(
+            uvicorn.Config(
+                self.app,
+                http="h11",
+                ws="none",
+                log_config=None,
+                access_log=False,  # an access log is where tokens leak; ours logs none
+                timeout_graceful_shutdown=3,
+            )
+        )
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="incremental-serve")
+        ready = asyncio.create_task(server.ready.wait())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not server.ready.is_set():
+            ready.cancel()
+            sock.close()
+            error = task.exception() if not task.cancelled() else None
+            raise RuntimeError(f"the service did not start on {opts.host}:{opts.port}: {error!r}")
+        self._server = server
+        self._tasks.append(task)
+        host = f"[{opts.host}]" if ":" in opts.host else opts.host
+        self.url = f"http://{host}:{port}"
+
+    async def wait(self) -> None:
+        """Until the server stops (``stop()``, or uvicorn's own exit)."""
+        if self._server is not None:
+            await self._tasks[-1]
+
+    def request_stop(self) -> None:
+        """Ask the HTTP server to finish (``wait()`` then returns); safe from a signal handler."""
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def stop(self) -> None:
+        from ..replay import _stop_worker
+
+        if self._server is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._tasks[-1]
+            self._server = None
+        for worker in self._workers:
+            await _stop_worker(worker)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._workers.clear()
+        self._tasks.clear()
+        if self._api is not None:
+            await self._api.stop()
+            self._api = None
+        if self._redis is not None:
+            self._redis.stop()
+            self._redis = None
+        if self._workspace is not None:
+            self._workspace.cleanup()
+            self._workspace = None
+
+    async def __aenter__(self) -> Service:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
