@@ -147,6 +147,9 @@ async def test_auth_refusals_say_what_was_wrong_and_no_token_is_logged(
         assert "cannot start" in await error("POST", "/v1/runs", 403, headers=auth(watch), json={})
         forged = watch[:-4] + "AAAA"
         assert "unknown token" in await error("GET", run_url, 401, headers=auth(forged))
+        made_up = f"w.{created['id']}.junk"  # the shape of a watch token is not a watch token
+        for url in ("/v1/runs", "/v1/stats", "/v1/demo", run_url, run_url + "/events"):
+            assert "unknown token" in await error("GET", url, 401, headers=auth(made_up))
         # Bad requests.
         assert "messages" in await error("POST", "/v1/runs", 400, headers=auth(ALICE), json={"model": "m"})
         assert "messages.0.role" in await error(
@@ -336,3 +339,20 @@ async def test_metrics_and_stats_report_the_runs(redis_url: str) -> None:
     assert float(count.split()[-1]) >= 8
     assert stats["tools"]["write_file"]["count"] >= 1 and stats["success_rate"] is not None
     assert json.dumps(stats)  # plain JSON for the page
+
+
+async def test_tools_past_the_deadline_end_as_missing_and_the_stream_still_ends(redis_url: str) -> None:
+    async with (
+        served(redis_url, simulate_s=3.0) as service,
+        httpx.AsyncClient(base_url=service.url, timeout=60) as client,
+    ):
+        created = await start_demo(client, limits={"max_turns": 2, "turn_timeout_s": 0.5})
+        got = await read_events(client, created["id"], ALICE)
+        kinds = [e["kind"] for _, e in got.entries]
+        assert "turn_deadline" in kinds
+        assert got.ended == {"state": "completed"}
+        # The late reports come as duplicates after their calls were answered "missing".
+        view = (await client.get(created["url"], headers=auth(ALICE))).json()
+        first_turn = [t for t in view["tools"] if t["turn"] == 0]
+        assert first_turn and all(t["status"] in {"missing", "completed"} for t in first_turn)
+        assert any(t["status"] == "missing" for t in first_turn)

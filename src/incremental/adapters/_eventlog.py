@@ -160,6 +160,11 @@ class EventLog:
         """The run's milestone entries (every kind but the high-volume ones), up to ``upto``."""
         return _decode(await self.redis.xrange(milestones_key(run_id), "-", upto))
 
+    async def first(self, run_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The oldest entry still in the main log."""
+        entries = _decode(await self.redis.xrange(events_key(run_id), "-", "+", count=1))
+        return entries[0] if entries else None
+
     async def first_id(self, run_id: str) -> str | None:
         """The oldest entry still in the main log (None when the log is empty or gone)."""
         entries = await self.redis.xrange(events_key(run_id), "-", "+", count=1)

@@ -113,10 +113,12 @@ class MetricsStore:
         """Queue on ``pipe`` what ``event`` adds to the metrics (nothing when it carries no figure)."""
         kind = event["kind"]
         if kind in _TOOL_FINAL:
-            tool = str(event.get("name") or "?")
+            started, finished = _float(event.get("started_at")), _float(event.get("finished_at"))
+            # Only calls that ran have a tool set's name; a refused one may carry any name the model
+            # wrote, which must not become a label of its own.
+            tool = str(event.get("name") or "?") if started is not None else "_not_run"
             pipe.sadd(f"{_PREFIX}:tools", tool)
             pipe.hincrby(f"{_PREFIX}:results", f"{tool}{_SEP}{event.get('status') or '?'}", 1)
-            started, finished = _float(event.get("started_at")), _float(event.get("finished_at"))
             if started is not None and finished is not None:
                 self._observe(pipe, _hist_key("tool_duration", tool), finished - started)
         elif kind == "tool_started":

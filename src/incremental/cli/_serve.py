@@ -10,6 +10,7 @@ import secrets
 import signal
 import sys
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["add_parser"]
 
@@ -80,12 +81,22 @@ async def _serve(args: argparse.Namespace, tokens: dict[str, str], made_up: str 
         if made_up is not None:
             print(f"open {service.url}/#token={made_up}", flush=True)
         print(
-            f"  redis {service.redis_url}, {len(service._workers)} in-process worker(s)"
+            f"  redis {_redacted(service.redis_url)}, {service.workers} in-process worker(s)"
             + (", demo recording on a fake Messages API" if args.demo else "")
             + "; Ctrl-C stops",
             flush=True,
         )
         await service.wait()
+
+
+def _redacted(url: str) -> str:
+    """The Redis URL without its password (the terminal may be shared or logged)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run(args: argparse.Namespace) -> int:

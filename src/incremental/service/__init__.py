@@ -1,8 +1,9 @@
 """The live service: runs over HTTP, their events over resumable SSE, control, metrics and the page."""
 
-from ._app import build_view, create_app
+from ._app import create_app
 from ._auth import Auth, Principal, parse_tokens
 from ._config import ServiceConfig
+from ._events import build_view
 from ._server import DEMO_FILES, ServeOptions, Service
 from ._view import RunView, ToolView
 

@@ -35,18 +35,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..adapters._arq import connect
-from ..adapters._eventlog import EventLog, compare_ids, parse_id
+from ..adapters._eventlog import EventLog, parse_id
 from ..adapters._metrics import MetricsStore
 from ..adapters._store import RunRecord, _a
 from ..pipeline import RunConfig, Services, cancel_run, cancel_tool, pause_run, resume_run, start_run
 from ._auth import Auth, Principal
 from ._config import ServiceConfig
 from ._errors import ApiError, exception_handlers
-from ._events import event_stream
+from ._events import build_view, event_stream
 from ._fanout import Fanout
 from ._metrics import ServiceMetrics
 from ._requests import CreateRun, describe_validation_error
-from ._view import RunView
 
 __all__ = ["create_app"]
 
@@ -103,22 +102,24 @@ async def _caller(request: Request) -> tuple[Principal, str]:
     if principal is not None:
         return principal, token
     run_id = Auth.watch_run(token)
-    if run_id is not None:
-        return Principal("watch", run_id), token
+    if run_id is not None:  # a watch token is only as good as the digest its run stored
+        stored = await _a(state.pool.hget(state.services.store.run_key(run_id), "watch_sha256"))
+        if Auth.watch_matches(token, stored.decode() if isinstance(stored, bytes) else stored):
+            return Principal("watch", run_id), token
     raise ApiError(401, "unknown token")
 
 
 async def _run_for(request: Request, *, write: bool = False) -> RunRecord:
     """The run named in the path, if this caller may see it (and steer it, with ``write``)."""
     state = _state(request)
-    principal, token = await _caller(request)
+    principal, _ = await _caller(request)
     run_id = request.path_params["run_id"]
     run = await state.services.store.run(run_id)
     if principal.read_only:
         if principal.run_id != run_id:
             raise ApiError(403, "this watch token is for another run")
-        if run is None or not Auth.watch_matches(token, run.get("watch_sha256")):
-            raise ApiError(401, "unknown token")
+        if run is None:
+            raise ApiError(404, f"no run {run_id!r} (it may have expired)")
         if write:
             raise ApiError(403, "a watch token can only read its run; steering it needs the owner's token")
         return run
@@ -168,7 +169,7 @@ async def create_run(request: Request) -> Response:
         turn_timeout_s=body.limits.turn_timeout_s,
         simulate_s=cfg.simulate_s,
         workspace=workspace,
-        meta={"owner": principal.name, **(body.metadata or {})},
+        meta={**(body.metadata or {}), "owner": principal.name},
     )
     watch_token, watch_sha = Auth.new_watch_token(run_id)
     now = time.time()
@@ -223,23 +224,6 @@ async def list_runs(request: Request) -> Response:
     return JSONResponse({"runs": runs})
 
 
-async def build_view(log: EventLog, run_id: str) -> RunView:
-    """The run's state from its log: the milestones older than what the main log still holds, then the
-    whole main log (so a run whose log was trimmed still shows every tool)."""
-    view = RunView(run_id)
-    first = await log.first_id(run_id)
-    for entry_id, event in await log.milestones(run_id):
-        if first is None or _before(entry_id, first):
-            view.apply(event, entry_id)
-    for entry_id, event in await log.entries(run_id):
-        view.apply(event, entry_id)
-    return view
-
-
-def _before(a: str, b: str) -> bool:
-    return compare_ids(a, b) < 0
-
-
 async def get_run(request: Request) -> Response:
     state = _state(request)
     run = await _run_for(request)
@@ -257,9 +241,12 @@ async def run_events(request: Request) -> Response:
     after = request.headers.get("last-event-id") or request.query_params.get("after")
     if after is not None:
         try:
-            parse_id(after)
+            ms, seq = parse_id(after)
         except ValueError as exc:
             raise ApiError(400, f"bad Last-Event-ID: {exc}") from None
+        if ms >= 2**64 or seq >= 2**64:
+            raise ApiError(400, f"bad Last-Event-ID: {after!r} is out of range")
+        after = f"{ms}-{seq}"
     return event_stream(state, request.path_params["run_id"], after)
 
 

@@ -17,21 +17,38 @@ run.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ..adapters._eventlog import HIGH_VOLUME_KINDS, compare_ids
-from ._fanout import Entry, SubscriberCutOff, WatchFailed, entries_from
+from ..adapters._eventlog import HIGH_VOLUME_KINDS, EventLog, compare_ids
+from ._fanout import Entry, Subscriber, SubscriberCutOff, WatchFailed, entries_from
 from ._view import RunView
 
 if TYPE_CHECKING:
     from ._app import _State
 
-__all__ = ["event_stream"]
+__all__ = ["build_view", "event_stream"]
+
+logger = logging.getLogger("incremental.service")
 
 _HISTORY_BATCH = 500
+
+
+async def build_view(log: EventLog, run_id: str) -> RunView:
+    """The run's state from its log: the milestones older than what the main log still holds, then the
+    whole main log (so a run whose log was trimmed still shows every tool)."""
+    view = RunView(run_id)
+    entries = await log.entries(run_id)  # first: trimming that happens meanwhile cannot open a gap
+    first = entries[0][0] if entries else None
+    for entry_id, event in await log.milestones(run_id, upto=f"({first}" if first else "+"):
+        view.apply(event, entry_id)
+    for entry_id, event in entries:
+        view.apply(event, entry_id)
+    return view
 
 
 def _message(event: str, data: dict[str, Any], entry_id: str | None = None) -> bytes:
@@ -65,29 +82,25 @@ class _Sent:
 async def _events(state: _State, run_id: str, after: str | None) -> AsyncIterator[bytes]:
     log = state.log
     metrics = state.metrics
-    sub = await state.fanout.subscribe(run_id)
+    sub: Subscriber | None = None
     metrics.sse_open.inc()
     try:
+        sub = await state.fanout.subscribe(run_id)
         sent = _Sent(run_id, after or "0-0", metrics.sse_events)
-        first = await log.first_id(run_id)
-        milestones = await log.milestones(run_id)
-        trimmed = bool(milestones) and first is not None and compare_ids(milestones[0][0], first) < 0
-        if trimmed and first is not None and compare_ids(sent.last, first) < 0:
+        head = await log.first(run_id)
+        # A run's log always starts with run_started: if the oldest entry kept is anything else, the
+        # cap has trimmed entries away, and a client whose offset is older has a gap to be told about.
+        trimmed = head is not None and head[1].get("kind") != "run_started"
+        if trimmed and head is not None and compare_ids(sent.last, head[0]) < 0:
             # Entries after the client's offset are gone: send the whole state, then go on from its id.
-            view = RunView(run_id)
-            for entry_id, event in milestones:
-                if compare_ids(entry_id, first) < 0:
-                    view.apply(event, entry_id)
-            for entry_id, event in await log.entries(run_id):
-                view.apply(event, entry_id)
+            view = await build_view(log, run_id)
             sent.tracker = view
             sent.last = view.last_id or sent.last
             metrics.snapshots.inc()
             yield _message("snapshot", view.to_dict(), sent.last)
-        else:
-            for entry_id, event in milestones:
-                if compare_ids(entry_id, sent.last) <= 0:
-                    sent.tracker.apply(event, entry_id)
+        elif sent.last != "0-0":
+            for entry_id, event in await log.milestones(run_id, upto=sent.last):
+                sent.tracker.apply(event, entry_id)
         while True:  # history, from the log itself
             raw = await log.read_raw(run_id, sent.last, count=_HISTORY_BATCH)
             chunk = sent.take(entries_from(raw))
@@ -104,10 +117,12 @@ async def _events(state: _State, run_id: str, after: str | None) -> AsyncIterato
                 yield chunk
     except SubscriberCutOff:
         metrics.sse_cut_off.inc()
-    except WatchFailed:
-        pass  # Redis went away: the response ends; the client reconnects when it can
+    except (WatchFailed, RedisError) as exc:
+        # Redis went away: the response ends; the client reconnects (with its Last-Event-ID) later.
+        logger.warning("event stream of run %s ended: %s: %s", run_id, type(exc).__name__, exc)
     finally:
-        state.fanout.unsubscribe(sub)
+        if sub is not None:
+            state.fanout.unsubscribe(sub)
         metrics.sse_open.dec()
 
 

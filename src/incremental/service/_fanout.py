@@ -111,7 +111,10 @@ class _Feed:
             self.ready.set_result(None)
             while True:
                 raw = await log.read_raw(
-                    self.run_id, self.position, block_ms=self.fanout.block_ms, count=self.fanout.batch
+                    self.run_id,
+                    self.position,
+                    block_ms=self.fanout.block_ms,
+                    count=min(self.fanout.batch, self.fanout.max_pending),  # one read never cuts anyone
                 )
                 if not raw:
                     continue

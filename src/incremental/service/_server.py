@@ -165,6 +165,11 @@ class Service:
         if self._server is not None:
             await self._tasks[-1]
 
+    @property
+    def workers(self) -> int:
+        """In-process arq workers running."""
+        return len(self._workers)
+
     def request_stop(self) -> None:
         """Ask the HTTP server to finish (``wait()`` then returns); safe from a signal handler."""
         if self._server is not None:

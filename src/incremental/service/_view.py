@@ -109,12 +109,17 @@ class RunView:
     saved_s: float = 0.0
     last_id: str | None = None
     events: int = 0
+    stream_open: bool = False  # a model request went out and its stream has not ended yet
 
     @property
     def settled(self) -> bool:
-        """The run has ended and no dispatched tool is still to report: nothing more is coming."""
-        return self.state not in {"running", "unknown"} and not any(
-            t.status in IN_FLIGHT for t in self.tools.values()
+        """The run has ended, its last model stream is closed, and no dispatched tool is still to
+        report: nothing more is coming. (A cancel ends the run before the worker closes the stream,
+        and calls that stream in after that still get their events.)"""
+        return (
+            self.state not in {"running", "unknown"}
+            and not self.stream_open
+            and not any(t.status in IN_FLIGHT for t in self.tools.values())
         )
 
     def _turn(self, turn: int) -> None:
@@ -154,6 +159,23 @@ class RunView:
             self.reason = event.get("reason")
             self.ended_at = ts
             self.paused = False
+            if kind == "run_failed":
+                self.stream_open = False  # the worker that failed it is not streaming any more
+        elif kind == "request_sent":
+            self.stream_open = True
+        elif kind in {"stream_closed", "stream_failed"}:
+            self.stream_open = False
+        elif kind == "turn_deadline":
+            for tool_id in event.get("missing") or []:
+                tool = self._tool({"tool_use_id": tool_id, "turn": event.get("turn")})
+                if tool is not None and not tool.final:
+                    tool.move("missing")
+                    tool.is_error = True
+                    tool.result = "no result within the turn's deadline"
+        elif kind == "tool_duplicate_result":
+            tool = self._tool(event)  # its one result is recorded already; a late report changes nothing
+            if tool is not None and not tool.final:
+                tool.move("missing")
         elif kind == "run_paused":
             self.paused = True
         elif kind == "run_resumed":
@@ -162,6 +184,7 @@ class RunView:
             self.text[int(event.get("turn") or 0)] += str(event.get("text") or "")
         elif kind == "message_stopped":
             self.stop_reasons[int(event.get("turn") or 0)] = event.get("stop_reason")
+            self.stream_open = False
         elif kind == "turn_completed":
             self.saved_s += float(event.get("saved_s") or 0.0)
         elif kind == "tool_input_started" and not event.get("server_side"):

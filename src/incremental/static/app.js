@@ -10,7 +10,7 @@ import { SSEParser } from "./sse.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "incremental.token";
-const FINAL = new Set(["completed", "failed", "cancelled", "refused", "rejected"]);
+const FINAL = new Set(["completed", "failed", "cancelled", "refused", "rejected", "missing"]);
 // Tool statuses only move forward; events may arrive "late" (tool_enqueued is logged after the job is
 // queued, so a fast worker's tool_started can come first).
 const RANK = { streaming: 0, ready: 1, held: 1, waiting: 1, paused: 1, queued: 2, running: 3 };
@@ -124,6 +124,16 @@ function apply(ev) {
   else if (kind === "stream_closed") turnOf(ev.turn).stream = "closed";
   else if (kind === "stream_failed") turnOf(ev.turn).stream = "failed";
   else if (kind === "continued") turnOf(ev.turn);
+  else if (kind === "turn_deadline") {
+    for (const id of ev.missing ?? []) {
+      const tool = toolOf({ tool_use_id: id, turn: ev.turn });
+      if (FINAL.has(tool.status)) continue;
+      Object.assign(tool, { status: "missing", is_error: true, result: "no result within the turn's deadline" });
+    }
+  } else if (kind === "tool_duplicate_result") {
+    const tool = toolOf(ev); // its one result is recorded already; a late report changes nothing
+    if (!FINAL.has(tool.status)) tool.status = "missing";
+  }
   else if (kind === "turn_completed") run.saved.set(Number(ev.turn ?? 0), Number(ev.saved_s) || 0);
   else if (kind === "run_paused") run.paused = true;
   else if (kind === "run_resumed") run.paused = false;
@@ -213,6 +223,11 @@ async function follow(runId) {
         headers, signal: me.attempt.signal, cache: "no-store",
       });
       if (res.status === 401) return needToken("The token was refused (401). Paste a valid one.");
+      if (res.status === 400 && lastId) {
+        lastId = null; // an offset the server cannot read: start over from the beginning of the log
+        run = newRun(runId);
+        continue;
+      }
       if (res.status === 403 || res.status === 404) {
         notify(`Cannot follow ${runId}: HTTP ${res.status}`);
         return setConn("error", "not available");
