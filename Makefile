@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo serve test lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/incremental inspect fixtures/app_builder_8_tools.sse
 	$(BIN)/incremental replay fixtures/app_builder_8_tools.sse fixtures/app_builder_turn2.sse --simulate 3
+
+# The live service and its page, on the same recording: open the address it prints (token included).
+serve: $(STAMP)
+	$(BIN)/incremental serve --demo --simulate 3
 
 test: $(STAMP) lint typecheck unit
 
@@ -35,6 +39,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_parser.py
 	$(BIN)/python scripts/bench_dispatch.py
+	$(BIN)/python scripts/bench_service.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
