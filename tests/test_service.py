@@ -55,6 +55,9 @@ async def test_resuming_at_random_cuts_equals_the_uninterrupted_log(redis_url: s
     rng = random.Random(seed)
     async with served(redis_url) as service, httpx.AsyncClient(base_url=service.url, timeout=30) as client:
         created = await start_demo(client)
+        # A watcher that stays connected throughout keeps the run's feed alive, so every reconnect
+        # below joins a feed that is already reading: the history-to-live hand-over is what is tested.
+        steady = asyncio.create_task(read_events(client, created["id"], ALICE))
         got = Received()
         last: str | None = None
         cuts = 0
@@ -64,9 +67,11 @@ async def test_resuming_at_random_cuts_equals_the_uninterrupted_log(redis_url: s
             if got.entries:
                 last = got.entries[-1][0]
         whole = await read_events(client, created["id"], ALICE)
+        live = await steady
     assert cuts > 3
     assert got.snapshot is None
     assert got.entries == whole.entries  # same ids, same events, in order: no gap, no duplicate
+    assert live.entries == whole.entries
 
 
 async def test_an_offset_trimmed_away_gets_a_snapshot_first(redis_url: str) -> None:
