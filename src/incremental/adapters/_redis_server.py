@@ -141,6 +141,9 @@ class RedisServer:
             args += ["--daemonize", "no", "--dir", self._dir]
             self._process = subprocess.Popen(
                 [binary, *args],
+                # Its own session: a Ctrl-C at the terminal reaches us, not it, so we can still use it
+                # while we shut down, and then stop it ourselves.
+                start_new_session=True,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
