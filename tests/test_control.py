@@ -33,6 +33,7 @@ from incremental.pipeline import (
 )
 from incremental.pipeline._control import Interrupt, Interrupted
 from incremental.pipeline._flow import input_preview
+from incremental.pipeline._jobs import monitor_turn
 from incremental.testing import FakeMessagesAPIFactory
 from incremental.tools import ToolResult
 
@@ -143,10 +144,15 @@ class Bench:
         self.kind, self.svc, self.api, self.turns = kind, svc, api, turns
         self._later_worker = later_worker
 
-    async def start(self, *, paused: bool = False) -> Watch:
+    async def start(self, *, paused: bool = False, turn_timeout_s: float = 60) -> Watch:
         """As ``start_run`` (record, ``run_started``, first turn); ``paused``: paused before it streams."""
         config = asdict(
-            RunConfig(toolset="control", api_base_url=self.api.url, max_turns=self.turns, turn_timeout_s=60)
+            RunConfig(
+                toolset="control",
+                api_base_url=self.api.url,
+                max_turns=self.turns,
+                turn_timeout_s=turn_timeout_s,
+            )
         )
         run_id = f"run_{uuid.uuid4().hex[:20]}"
         await self.svc.store.create_run(run_id, config, [{"role": "user", "content": "go"}])
@@ -578,6 +584,120 @@ async def test_a_job_queued_before_the_pause_holds_itself_and_runs_once_after_re
         await pool.aclose()
 
 
+async def test_a_long_pause_does_not_expire_the_tools_it_holds(bench: BenchFactory) -> None:
+    first = turn(
+        *opening(),
+        call(1, "toolu_a", "quick", {}),
+        call(2, "toolu_b", "keyed", {"key": "p"}),
+        call(3, "toolu_c", "keyed", {"key": "p"}),
+        closing(),
+    )
+    b = await bench([first, FINAL])
+    async with asyncio.timeout(TIMEOUT_S):
+        watch = await b.start(paused=True, turn_timeout_s=1)
+        sealed = await watch.until("turn_sealed")
+        # The monitor finds the deadline passed while the run is paused: it fills nothing in.
+        held = await watch.until("turn_deadline_paused")
+        assert held["turn"] == 0 and held["deadline"] == sealed["deadline"]
+        assert held["waiting"] == ["toolu_a", "toolu_b", "toolu_c"]
+        assert not {"tool_started", "turn_deadline"} & set(kinds(watch.events))
+        assert await b.svc.store.results(watch.run_id, 0) == {}
+        assert await resume_run(b.svc, watch.run_id)
+        await watch.until("run_completed")
+    events = await watch.all()
+    assert "turn_deadline" not in kinds(events)
+    assert kinds(events).count("turn_deadline_paused") == 1  # once per pause, however often it looks
+    results = await assert_one_result_each(watch, ["toolu_a", "toolu_b", "toolu_c"])
+    assert {r["kind"] for r in results.values()} == {"tool_completed"}
+    resumed = index_of(events, "run_resumed")
+    assert all(index_of(events, "tool_started", tool_use_id=t) > resumed for t in results)
+    record = await b.svc.store.turn(watch.run_id, 0)
+    assert record["status"] == "complete" and float(record["deadline"]) > sealed["deadline"]
+    assert len(b.api.requests) == 2 and b.api.rejections == []
+
+
+def _hook_next_turn_enqueue(
+    monkeypatch: pytest.MonkeyPatch,
+    svc: Services,
+    step: Callable[[Services, str], Awaitable[None]],
+    *,
+    before: bool,
+) -> None:
+    """Run ``step(services, run_id)`` once, right before (or right after) turn 1's job is enqueued: in
+    ``continue_run``, after it decided to send the continuation. Patched on the class, so that arq
+    workers running in this process (each with its own ``Services``) take the step too."""
+    cls = type(svc)
+    original = cls.enqueue_stream_turn
+    done: set[str] = set()
+
+    async def enqueue(self: Services, run_id: str, turn: int, generation: int = 0) -> bool:
+        first = turn == 1 and run_id not in done
+        if first:
+            done.add(run_id)
+        if first and before:
+            await step(self, run_id)
+        created = await original(self, run_id, turn, *([generation] if generation else []))
+        if first and not before:
+            await step(self, run_id)
+        return created
+
+    monkeypatch.setattr(cls, "enqueue_stream_turn", enqueue)
+
+
+async def test_a_pause_after_the_continuation_was_sent_holds_the_next_request(
+    bench: BenchFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = await bench([turn(*opening(), call(1, "toolu_q", "quick", {}), closing()), FINAL])
+    paused: list[bool] = []
+
+    async def pause(svc: Services, run_id: str) -> None:
+        paused.append(await pause_run(svc, run_id))
+
+    _hook_next_turn_enqueue(monkeypatch, b.svc, pause, before=True)
+    async with asyncio.timeout(TIMEOUT_S):
+        watch = await b.start()
+        held = await watch.until("continuation_paused")  # turn 1's job found the run paused
+        await watch.until("continued", turn=1)
+        assert paused == [True] and held["turn"] == 0 and held["next_turn"] == 1
+        assert not [e for e in watch.events if e["kind"] == "request_sent" and e["turn"] == 1]
+        assert len(b.api.requests) == 1
+        assert await resume_run(b.svc, watch.run_id)
+        resumed = await watch.until("run_resumed")
+        await watch.until("run_completed")
+    assert resumed["continued"] is True
+    events = await watch.all()
+    assert index_of(events, "run_resumed") < index_of(events, "request_sent", turn=1)
+    assert [e["turn"] for e in events if e["kind"] == "continued"] == [1]
+    assert [e["turn"] for e in events if e["kind"] == "turn_completed"] == [0]
+    assert kinds(events).count("continuation_paused") == 1
+    assert len(b.api.requests) == 2 and b.api.rejections == []
+
+
+async def test_a_resume_never_repeats_a_continuation_already_sent(
+    bench: BenchFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = await bench([turn(*opening(), call(1, "toolu_q", "quick", {}), closing()), FINAL])
+    checks: list[str] = []
+
+    async def pause_then_monitor(svc: Services, run_id: str) -> None:
+        # Paused right after turn 1 was enqueued, and the monitor looks before turn 1's job starts.
+        assert await pause_run(svc, run_id)
+        checks.append(await monitor_turn(svc, run_id, 0, 1000))
+
+    _hook_next_turn_enqueue(monkeypatch, b.svc, pause_then_monitor, before=False)
+    async with asyncio.timeout(TIMEOUT_S):
+        watch = await b.start()
+        await watch.until("continued", turn=1)
+        assert checks == ["continued"]  # it saw the continuation sent: nothing to keep for resume
+        assert await resume_run(b.svc, watch.run_id)
+        await watch.until("run_completed")
+    events = await watch.all()
+    assert [e["turn"] for e in events if e["kind"] == "continued"] == [1]
+    assert [e["turn"] for e in events if e["kind"] == "turn_completed"] == [0]
+    assert [e["turn"] for e in events if e["kind"] == "request_sent"] == [0, 1]
+    assert len(b.api.requests) == 2 and b.api.rejections == []
+
+
 async def test_control_of_unknown_and_finished_runs(bench: BenchFactory) -> None:
     b = await bench([turn(*opening(), call(1, "toolu_q", "quick", {}), closing()), FINAL])
     assert await cancel_run(b.svc, "run_nope") is False
@@ -653,11 +773,13 @@ async def _control_steps(store: TurnStore, run_id: str) -> list[Any]:
     out.append(await store.tool_info(run_id, "c"))
     out.append(await store.tool_info(run_id, "zzz"))
     out.append(await store.pend_continuation(run_id, 1, "toolu_x"))
+    out.append(await store.pend_continuation(run_id, 1, "monitor"))
     out.append(await store.release(run_id, resume=True))
     out.append(await store.release(run_id, resume=True))
     out.append(await store.hold_if_paused(run_id, {"tool_use_id": "d"}))
     out.append(await store.is_paused(run_id))
-    out.append(await store.pend_continuation(run_id, 1, "toolu_x"))
+    out.append(await store.pend_continuation(run_id, 1, "resume"))
+    out.append(await store.pend_continuation(run_id, 1, "monitor"))
     out.append(await store.start_tool(run_id, 0, "b", 1))
     out.append(await store.cancel_tool(run_id, 0, "b", "why"))
     out.append(await store.cancel_tool(run_id, 0, "c", "why"))
@@ -665,16 +787,37 @@ async def _control_steps(store: TurnStore, run_id: str) -> list[Any]:
     await store.add_result(run_id, 0, ToolResult("c", "quick", "cancelled", "no", True))
     out.append(await store.start_tool(run_id, 0, "c", 0))
     out.append(await store.cancel_tool(run_id, 0, "c", "why"))
-    await store.claim_stream(run_id, 1)
+    # The next turn's job meets a pause that landed after its continuation was sent.
     out.append(await store.pause(run_id))
-    out.append(await store.pend_continuation(run_id, 1, "toolu_x"))
+    out.append(await store.open_stream(run_id, 1, 0, hold=True))
+    out.append(await store.pend_continuation(run_id, 1, "monitor"))
     out.append((await store.run(run_id) or {}).get("turn"))
+    out.append(await store.release(run_id, resume=True))
+    out.append(await store.next_stream_generation(run_id, 1))
+    out.append(await store.open_stream(run_id, 1, 0, hold=True))
+    out.append(await store.open_stream(run_id, 1, 1, hold=True))
+    out.append(await store.open_stream(run_id, 1, 1))
+    out.append(await store.claim_stream(run_id, 1))
+    # A paused run's deadline: nothing expires; the resume moves it on.
+    out.append(await store.pause(run_id))
+    out.append(await store.open_stream(run_id, 2, 0))  # not a continuation's job: it goes on
+    out.append(await store.pend_continuation(run_id, 2, "toolu_y"))
+    out.append(await store.seal(run_id, 2, ["x"], 1.0))
+    missing = [ToolResult.failure("x", "quick", "missing", "late")]
+    out.append(await store.expire_turn(run_id, 2, missing))
+    out.append(await store.expire_turn(run_id, 2, missing))
+    out.append(await store.release(run_id, resume=True))
+    deadline = (await store.turn(run_id, 2))["deadline"]
+    out.append(deadline != "1.0" and float(deadline) > 1.0)
+    out.append(await store.expire_turn(run_id, 2, missing, seen_deadline="1.0"))
+    out.append(await store.expire_turn(run_id, 2, missing, seen_deadline=deadline))
+    out.append({k: v.status for k, v in (await store.results(run_id, 2)).items()})
     await store.end_run(run_id, "cancelled", "by request")
     out.append(await store.start_tool(run_id, 0, "e", 0))
     out.append(await store.pause(run_id))
     out.append(await store.release(run_id, resume=True))
     out.append(await store.release(run_id, resume=False))
-    out.append(await store.pend_continuation(run_id, 2, "toolu_x"))
+    out.append(await store.pend_continuation(run_id, 3, "toolu_x"))
     return out
 
 
@@ -690,24 +833,44 @@ async def test_the_memory_store_agrees_with_the_redis_scripts(redis_url: str) ->
         {"turn": 0, "name": "quick"},
         None,
         "pending",
+        "waiting",  # a second caller does not replace the pending continuation
         ({"turn": 1, "trigger": "toolu_x"}, 0, [{"tool_use_id": "a"}, {"tool_use_id": "b", "generation": 1}]),
         None,  # not paused any more
         False,  # not paused: not held
         False,
-        "go",
+        "go",  # the continuation is sent...
+        "sent",  # ... once
         "1",  # generation 1 starts: attempt 1
         "signalled",  # it is running
         "cancelled",  # c never started
         "cancelled",  # ... and never will
         "done",  # once its result is recorded
         "finished",
-        1,  # paused again, in turn 1
-        "started",  # turn 1 already streams: nothing to hold
-        "1",
+        0,  # paused again, still in turn 0 (turn 1 has not started)
+        "paused",  # turn 1's job sends nothing: its continuation is pending...
+        "sent",  # ... and nobody sends it a second time
+        "0",
+        ({"turn": 1, "trigger": "stream", "sent": True}, 0, []),
+        1,  # resume enqueues turn 1's job again, as generation 1
+        "stale",
+        "claimed",
+        "taken",
+        False,
+        1,  # paused in turn 1
+        "claimed",
+        "started",  # turn 2 already streams: nothing to hold
+        "ok",
+        "held",  # the deadline passed while paused: nothing is filled in (logged once)...
+        "paused",  # ... however often the monitor looks
+        (None, 2, []),
+        True,  # the resume moved the deadline on
+        "moved",
+        "continue",
+        {"x": "missing"},
         "ended",
         None,
         None,
-        (None, 1, []),
+        (None, 2, []),
         "ended",
     ]
     memory = await _control_steps(MemoryTurnStore(), "r")

@@ -181,6 +181,24 @@ async def paused_and_resumed(api_factory: FakeMessagesAPIFactory, files: list[Pa
         return await whole_log(svc, run_id)
 
 
+async def deadline_while_paused(
+    api_factory: FakeMessagesAPIFactory, files: list[Path]
+) -> list[dict[str, Any]]:
+    """Paused before it streams; its turn's deadline passes while paused (nothing expires); resumed."""
+    api = await api_factory(files, speed=0)
+    config = asdict(RunConfig(toolset="test", api_base_url=api.url, max_turns=len(files), turn_timeout_s=0.1))
+    async with LocalServices(registry=_toolsets.registry, monitor_interval_s=0.05) as svc:
+        run_id = "run_deadline_while_paused"
+        await svc.store.create_run(run_id, config, GO)
+        await svc.events.append(run_id, "run_started", turn=0, config=config)
+        assert await pause_run(svc, run_id)
+        await svc.enqueue_stream_turn(run_id, 0)
+        await until(svc, run_id, "turn_deadline_paused")
+        assert await resume_run(svc, run_id)
+        await svc.follow(run_id)
+        return await whole_log(svc, run_id)
+
+
 async def cancelled(api_factory: FakeMessagesAPIFactory) -> list[dict[str, Any]]:
     """A running tool is cancelled, then the run, while its stream stalls."""
     call = [tool_start(0, "toolu_long", "sleepy"), json_delta(0, '{"seconds": 30}'), stop(0)]
@@ -252,6 +270,9 @@ async def test_real_run_logs_validate_and_declare_every_field(
         "bad data line": plain_run(fake_messages_api, [tmp_path / "bad.sse"], tools),
         "paused and resumed": paused_and_resumed(
             fake_messages_api, [tool_turn_file(tmp_path / "r.sse", pausing), final]
+        ),
+        "deadline while paused": deadline_while_paused(
+            fake_messages_api, [tool_turn_file(tmp_path / "dp.sse", pausing[:1]), final]
         ),
         "cancelled": cancelled(fake_messages_api),
     }

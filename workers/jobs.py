@@ -25,8 +25,8 @@ async def run_tool(ctx: dict[str, Any], job: dict[str, Any]) -> str:
     return await run_tool_job(ctx["services"], job)
 
 
-async def stream_turn(ctx: dict[str, Any], run_id: str, turn: int) -> str:
-    return await stream_turn_job(ctx["services"], run_id, turn)
+async def stream_turn(ctx: dict[str, Any], run_id: str, turn: int, generation: int = 0) -> str:
+    return await stream_turn_job(ctx["services"], run_id, turn, generation)
 
 
 async def monitor_turn(ctx: dict[str, Any], run_id: str, turn: int, check: int) -> str:

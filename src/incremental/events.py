@@ -82,6 +82,7 @@ __all__ = [
     "ToolWaitingEvent",
     "TurnCompletedEvent",
     "TurnDeadlineEvent",
+    "TurnDeadlinePausedEvent",
     "TurnSealedEvent",
     "UnknownEventKindError",
     "UnknownRunEvent",
@@ -403,6 +404,15 @@ class TurnDeadlineEvent(_Turn):
     missing: list[str] = Field(description="The tool_use ids that had no result.")
 
 
+class TurnDeadlinePausedEvent(_Turn):
+    """The turn's deadline passed while the run was paused: nothing was filled in (held tools have not
+    had their chance). Logged once per pause; the resume moves the deadline on by the paused time."""
+
+    kind: Literal["turn_deadline_paused"]
+    deadline: float = Field(description="The deadline that passed (wall time).")
+    waiting: list[str] = Field(description="The tool_use ids that had no result yet.")
+
+
 class TurnCompletedEvent(_Turn):
     """The turn's tools are all done (logged just before ``continued``, for turns with tool calls)."""
 
@@ -425,13 +435,15 @@ class ContinuedEvent(_Turn):
 
     kind: Literal["continued"]
     trigger: str = Field(
-        description="What completed it: 'seal', 'deadline', or the last result's tool_use_id."
+        description="What completed it: 'seal', 'deadline', or the last result's tool_use_id; 'resume' "
+        "when a resume sent it, 'monitor' when the safety net did (whoever decided it stopped)."
     )
     decided_at: float = Field(description="Wall time of the decision.")
 
 
 class ContinuationPausedEvent(_Turn):
-    """The turn was complete while the run was paused: it continues when the run resumes."""
+    """The turn was complete while the run was paused: it continues when the run resumes. Also logged
+    by the next turn's job when a pause landed after the continuation was sent (no request went out)."""
 
     kind: Literal["continuation_paused"]
     next_turn: int = Field(description="The turn that will be requested at resume.")
@@ -472,6 +484,7 @@ RunEvent = Annotated[
     | ToolDuplicateResultEvent
     | TurnSealedEvent
     | TurnDeadlineEvent
+    | TurnDeadlinePausedEvent
     | TurnCompletedEvent
     | ContinuedEvent
     | ContinuationPausedEvent,
@@ -515,6 +528,7 @@ EVENT_KINDS: Final = frozenset(
         "tool_waiting",
         "turn_completed",
         "turn_deadline",
+        "turn_deadline_paused",
         "turn_sealed",
     }
 )

@@ -7,6 +7,8 @@ this module only. Job ids are derived from what the job is about, so enqueueing 
     inc:tool:{run}:{tool_use_id}            run_tool      one per tool call (and ``:g{n}`` when a paused
                                                           run held it and released it again: generation n)
     inc:stream:{run}:{turn}                 stream_turn   one per turn: the model request and its stream
+                                                          (and ``:g{n}`` when it found its run paused and a
+                                                          resume enqueued it again: generation n)
     inc:monitor:{run}:{turn}:{check}        monitor_turn  a fresh id per check: no check hits the retry cap
 """
 
@@ -30,6 +32,7 @@ __all__ = [
     "enqueue_tool",
     "json_deserializer",
     "json_serializer",
+    "stream_job_id",
 ]
 
 JOB_RUN_TOOL = "run_tool"
@@ -105,9 +108,15 @@ async def enqueue_tool(pool: ArqRedis, job: ToolJob) -> bool:
     return await pool.enqueue_job(JOB_RUN_TOOL, job.to_dict(), **kwargs) is not None
 
 
-async def enqueue_stream_turn(pool: ArqRedis, run_id: str, turn: int) -> bool:
-    """Enqueue the request-and-stream job of one turn; at most one per (run, turn)."""
-    job = await pool.enqueue_job(JOB_STREAM_TURN, run_id, turn, _job_id=f"inc:stream:{run_id}:{turn}")
+def stream_job_id(run_id: str, turn: int, generation: int = 0) -> str:
+    base = f"inc:stream:{run_id}:{turn}"
+    return f"{base}:g{generation}" if generation else base
+
+
+async def enqueue_stream_turn(pool: ArqRedis, run_id: str, turn: int, generation: int = 0) -> bool:
+    """Enqueue the request-and-stream job of one turn; at most one per (run, turn, generation)."""
+    args = (run_id, turn, generation) if generation else (run_id, turn)
+    job = await pool.enqueue_job(JOB_STREAM_TURN, *args, _job_id=stream_job_id(run_id, turn, generation))
     return job is not None
 
 

@@ -5,12 +5,17 @@ Keys (all values JSON or plain strings; nothing pickled)::
     inc:run:{run}                 hash   config (JSON), state, reason, created_at, ended_at
     inc:run:{run}:messages        string the conversation so far (JSON list of messages)
     inc:turn:{run}:{n}            hash   stream_started, sealed, expected (JSON ids), n_expected, deadline,
-                                         continued ("1" once, or "blocked"), continued_at, status, stop_reason
+                                         continued ("1" once, or "blocked"), continued_at, status,
+                                         stop_reason, sealed_at,
+                                         continue_sent (when the next turn's job was enqueued: once),
+                                         stream_generation (the generation of this turn's stream job that
+                                         may run), deadline_paused (the pause that last held the deadline)
     inc:turn:{run}:{n}:results    hash   tool_use_id -> ToolResult JSON (the result ledger: first write wins)
     inc:exec:{run}:{id}           int    how many times the tool function was started for this id
     inc:chain:{run}:{key}         list   tool jobs sharing a concurrency key, in stream order; head is running
-    inc:run:{run}                 ...    also turn (the turn streaming now), paused ("1"), pending (JSON
-                                         {turn, trigger}: a continuation decided while paused)
+    inc:run:{run}                 ...    also turn (the turn streaming now), paused ("1"), paused_at, pending
+                                         (JSON {turn, trigger}: a continuation decided while paused; with
+                                         "sent": true, one already sent whose stream job found the run paused)
     inc:run:{run}:tools           hash   tool_use_id -> JSON {turn, name}: every client tool_use of the run
     inc:run:{run}:held            list   tool jobs (JSON) held because the run is paused, released by resume
     inc:run:{run}:cancels         hash   tool_use_id -> reason: a cancel was asked for this tool
@@ -27,6 +32,12 @@ continuation in one step. So a job is either held before a resume (and released 
 unpaused, and a tool is either cancelled before it starts (it never runs) or counted as started before
 the cancel (it is signalled). The job's JSON (a file write can carry megabytes) goes to Redis only to
 be held, never just to ask whether the run is paused.
+
+A pause also holds the turn's deadline: ``_EXPIRE`` fills in nothing while the run is paused (held tools
+have not had their chance), and ``_RELEASE`` pushes the deadline of the run's sealed turn forward by the
+time it was both sealed and paused. Sending the next turn is decided once (``_PEND`` sets
+``continue_sent``: whoever sets it enqueues the next turn and logs the turn's end), and a stream job that
+finds the run paused before its first request records that (``_OPEN_STREAM``) instead of requesting.
 """
 
 from __future__ import annotations
@@ -66,10 +77,18 @@ end
 return 'ok'
 """
 
+# KEYS turn, results, run  ARGV now, the deadline the caller saw ('' for any), id, result JSON, ...
 _EXPIRE = """
 if redis.call('HGET', KEYS[1], 'continued') then return 'already' end
 if redis.call('HGET', KEYS[1], 'sealed') ~= '1' then return 'unsealed' end
-for i = 2, #ARGV, 2 do redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'deadline') ~= ARGV[2] then return 'moved' end
+if redis.call('HGET', KEYS[3], 'paused') == '1' then
+  local since = redis.call('HGET', KEYS[3], 'paused_at') or ''
+  if redis.call('HGET', KEYS[1], 'deadline_paused') == since then return 'paused' end
+  redis.call('HSET', KEYS[1], 'deadline_paused', since)
+  return 'held'
+end
+for i = 3, #ARGV, 2 do redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'continued', '1', 'continued_at', ARGV[1], 'status', 'deadline')
 return 'continue'
 """
@@ -136,34 +155,69 @@ if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then return 'signalled' end
 return 'cancelled'
 """
 
-# KEYS run
+# KEYS run  ARGV now
 _PAUSE = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return -1 end
 if redis.call('HGET', KEYS[1], 'paused') == '1' then return -2 end
-redis.call('HSET', KEYS[1], 'paused', '1')
+redis.call('HSET', KEYS[1], 'paused', '1', 'paused_at', ARGV[1])
 return tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')
 """
 
-# KEYS run, held  ARGV "resume" (only a running, paused run) or "end" (whatever its state)
+# KEYS run, held, the run's turn as the caller read it  ARGV "resume" (only a running, paused run) or
+# "end" (whatever its state), now, that turn. 'retry' when the run's turn is another one by now.
 _RELEASE = """
 if ARGV[1] == 'resume' and (redis.call('HGET', KEYS[1], 'state') ~= 'running'
                             or redis.call('HGET', KEYS[1], 'paused') ~= '1') then
   return false
 end
-local out = {redis.call('HGET', KEYS[1], 'pending') or '', redis.call('HGET', KEYS[1], 'turn') or '0'}
-redis.call('HDEL', KEYS[1], 'paused', 'pending')
+local turn = redis.call('HGET', KEYS[1], 'turn') or '0'
+if turn ~= ARGV[3] then return 'retry' end
+if ARGV[1] == 'resume' and redis.call('HGET', KEYS[3], 'sealed') == '1'
+   and not redis.call('HGET', KEYS[3], 'continued') then
+  local now = tonumber(ARGV[2])
+  local since = math.max(tonumber(redis.call('HGET', KEYS[1], 'paused_at') or ARGV[2]),
+                         tonumber(redis.call('HGET', KEYS[3], 'sealed_at') or '0'))
+  if now > since then
+    local deadline = tonumber(redis.call('HGET', KEYS[3], 'deadline') or '0') + now - since
+    redis.call('HSET', KEYS[3], 'deadline', string.format('%.6f', deadline))
+  end
+end
+local out = {redis.call('HGET', KEYS[1], 'pending') or '', turn}
+redis.call('HDEL', KEYS[1], 'paused', 'paused_at', 'pending')
 for _, job in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do out[#out + 1] = job end
 redis.call('DEL', KEYS[2])
 return out
 """
 
-# KEYS run, the next turn  ARGV pending JSON
+# KEYS run, the completed turn, the next turn  ARGV pending JSON, now
 _PEND = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'ended' end
-if redis.call('HGET', KEYS[1], 'paused') ~= '1' then return 'go' end
-if redis.call('HEXISTS', KEYS[2], 'stream_started') == 1 then return 'started' end
-redis.call('HSET', KEYS[1], 'pending', ARGV[1])
+if redis.call('HGET', KEYS[2], 'continue_sent') then return 'sent' end
+if redis.call('HGET', KEYS[1], 'paused') ~= '1' then
+  redis.call('HSET', KEYS[2], 'continue_sent', ARGV[2])
+  return 'go'
+end
+if redis.call('HEXISTS', KEYS[3], 'stream_started') == 1 then return 'started' end
+if redis.call('HSETNX', KEYS[1], 'pending', ARGV[1]) == 0 then return 'waiting' end
 return 'pending'
+"""
+
+# KEYS run, turn  ARGV now, turn, generation, hold ('1': a paused run's job records that and returns),
+# pending JSON, ttl
+_OPEN_STREAM = """
+if tonumber(ARGV[3]) < tonumber(redis.call('HGET', KEYS[2], 'stream_generation') or '0') then
+  return 'stale'
+end
+if ARGV[4] == '1' and redis.call('HEXISTS', KEYS[2], 'stream_started') == 0
+   and redis.call('HGET', KEYS[1], 'state') == 'running' and redis.call('HGET', KEYS[1], 'paused') == '1' then
+  redis.call('HSET', KEYS[1], 'pending', ARGV[5])
+  return 'paused'
+end
+redis.call('HSET', KEYS[1], 'turn', ARGV[2])
+local claimed = redis.call('HSETNX', KEYS[2], 'stream_started', ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+if claimed == 0 then return 'taken' end
+return 'claimed'
 """
 
 
@@ -225,6 +279,7 @@ class TurnStore:
         self._pause = redis.register_script(_PAUSE)
         self._release = redis.register_script(_RELEASE)
         self._pend = redis.register_script(_PEND)
+        self._open_stream = redis.register_script(_OPEN_STREAM)
 
     # ------------------------------------------------------------ keys
 
@@ -283,13 +338,30 @@ class TurnStore:
 
     async def claim_stream(self, run_id: str, turn: int) -> bool:
         """True for the first caller only: a turn's model stream is never started twice."""
-        key = self.turn_key(run_id, turn)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hsetnx(key, "stream_started", repr(time.time()))
-            pipe.expire(key, self.TTL_S)
-            pipe.hset(self.run_key(run_id), "turn", str(turn))  # the turn a cancel must block
-            claimed, _, _ = await pipe.execute()
-        return bool(claimed)
+        return await self.open_stream(run_id, turn) == "claimed"
+
+    async def open_stream(self, run_id: str, turn: int, generation: int = 0, *, hold: bool = False) -> str:
+        """May this stream job make its turn's request? Decided in one step: ``"claimed"`` (yes: the
+        first caller; the run's ``turn`` is this one from now on, the turn a cancel blocks), ``"taken"``
+        (the stream was started before), ``"stale"`` (a later generation of this job exists) or, with
+        ``hold``, ``"paused"`` (the run is paused: its sent continuation is now pending, for resume)."""
+        pending = json.dumps({"turn": turn, "trigger": "stream", "sent": True})
+        outcome = await self._open_stream(
+            keys=[self.run_key(run_id), self.turn_key(run_id, turn)],
+            args=[
+                repr(time.time()),
+                str(turn),
+                str(generation),
+                "1" if hold else "0",
+                pending,
+                str(self.TTL_S),
+            ],
+        )
+        return str(_s(outcome))
+
+    async def next_stream_generation(self, run_id: str, turn: int) -> int:
+        """A new generation of the turn's stream job (``resume_run`` re-enqueues it): older ones are stale."""
+        return int(await _a(self.redis.hincrby(self.turn_key(run_id, turn), "stream_generation", 1)))
 
     async def update_turn(self, run_id: str, turn: int, **fields: str) -> None:
         await _a(self.redis.hset(self.turn_key(run_id, turn), mapping=fields))
@@ -319,13 +391,20 @@ class TurnStore:
         )
         return str(_s(outcome))
 
-    async def expire_turn(self, run_id: str, turn: int, missing: list[ToolResult]) -> str:
-        """The deadline passed: fill what is missing and continue. ``"continue"`` for exactly one caller."""
-        args: list[str] = [repr(time.time())]
+    async def expire_turn(
+        self, run_id: str, turn: int, missing: list[ToolResult], *, seen_deadline: str | None = None
+    ) -> str:
+        """The deadline passed: fill what is missing and continue. ``"continue"`` for exactly one caller.
+
+        Not while the run is paused: ``"held"`` (the first time in this pause) or ``"paused"``, and
+        nothing is filled in. ``seen_deadline``: the turn's deadline as the caller read it; ``"moved"``
+        if it is another one now (a resume pushed it). Otherwise ``"already"`` or ``"unsealed"``."""
+        args: list[str] = [repr(time.time()), seen_deadline or ""]
         for result in missing:
             args += [result.tool_use_id, result.to_json()]
         outcome = await self._expire(
-            keys=[self.turn_key(run_id, turn), self.results_key(run_id, turn)], args=args
+            keys=[self.turn_key(run_id, turn), self.results_key(run_id, turn), self.run_key(run_id)],
+            args=args,
         )
         return str(_s(outcome))
 
@@ -432,18 +511,29 @@ class TurnStore:
         return str(_s(outcome))
 
     async def pause(self, run_id: str) -> int | None:
-        """Set the paused flag of a running run; its current turn, or None if it is not running or paused."""
-        turn = int(await self._pause(keys=[self.run_key(run_id)]))
+        """Set the paused flag (and ``paused_at``) of a running run; its current turn, or None if it is
+        not running or already paused."""
+        turn = int(await self._pause(keys=[self.run_key(run_id)], args=[repr(time.time())]))
         return turn if turn >= 0 else None
 
     async def release(
         self, run_id: str, *, resume: bool
     ) -> tuple[dict[str, Any] | None, int, list[dict[str, Any]]] | None:
         """Clear the paused flag; take the pending continuation and the held jobs. With ``resume``, only
-        from a running, paused run (else None); otherwise (the run ended) whatever its state."""
-        raw = await self._release(
-            keys=[self.run_key(run_id), self._run_part(run_id, "held")], args=["resume" if resume else "end"]
-        )
+        from a running, paused run (else None), and the deadline of its turn, if sealed and not continued,
+        moves forward by the time it was sealed and paused; otherwise (the run ended) whatever its state."""
+        while True:
+            turn = _s(await _a(self.redis.hget(self.run_key(run_id), "turn"))) or "0"
+            raw = await self._release(
+                keys=[
+                    self.run_key(run_id),
+                    self._run_part(run_id, "held"),
+                    self.turn_key(run_id, int(turn)),
+                ],
+                args=["resume" if resume else "end", repr(time.time()), turn],
+            )
+            if not isinstance(raw, bytes | str):  # 'retry': the run's turn moved on since the read
+                break
         if raw is None:
             return None
         pending_raw, turn, *jobs = (str(_s(item)) for item in raw)
@@ -451,10 +541,17 @@ class TurnStore:
         return pending, int(turn), [json.loads(job) for job in jobs]
 
     async def pend_continuation(self, run_id: str, next_turn: int, trigger: str) -> str:
-        """A turn completed while the run may be paused: ``"pending"`` (kept for resume), ``"go"`` (not
-        paused: continue), ``"started"`` (the next turn already started) or ``"ended"``."""
+        """The turn before ``next_turn`` completed: may its continuation be sent now? ``"go"`` (yes, and
+        only this caller hears it: the turn is marked ``continue_sent``), ``"sent"`` (someone sent it
+        already), ``"pending"`` (the run is paused: kept for resume), ``"waiting"`` (paused, and a
+        continuation is pending already), ``"started"`` (paused, and the next turn already started) or
+        ``"ended"``."""
         outcome = await self._pend(
-            keys=[self.run_key(run_id), self.turn_key(run_id, next_turn)],
-            args=[json.dumps({"turn": next_turn, "trigger": trigger})],
+            keys=[
+                self.run_key(run_id),
+                self.turn_key(run_id, next_turn - 1),
+                self.turn_key(run_id, next_turn),
+            ],
+            args=[json.dumps({"turn": next_turn, "trigger": trigger}), repr(time.time())],
         )
         return str(_s(outcome))

@@ -9,8 +9,11 @@
                  running, it is told to stop and reports; either way the turn then continues as usual
                  and the model reads the cancelled result as an error.
 ``pause_run``    holds every tool that becomes ready (and every queued one when its job starts) and the
-                 next model request; the current model stream keeps going (a model cannot be paused).
-``resume_run``   releases what the pause held, in order, and the pending continuation.
+                 next model request (even one whose job was already enqueued: ``stream_turn`` re-checks
+                 before it asks); the current model stream keeps going (a model cannot be paused). The
+                 turn's deadline does not expire while paused: held tools have not had their chance.
+``resume_run``   releases what the pause held, in order, and the pending continuation; the sealed turn's
+                 deadline moves forward by the time it spent paused.
 
 Every function takes ``Services``, so they work on Redis and in process (``LocalServices``) alike.
 
@@ -120,7 +123,13 @@ async def resume_run(svc: Services, run_id: str) -> bool:
     )
     for data in jobs:
         await enqueue_tool_job(svc, ToolJob.from_dict(data))
-    if pending is not None:
+    if pending is not None and pending.get("sent"):
+        # The continuation was sent (and logged) already; its stream job found the run paused and
+        # returned. arq refuses that job's id again: enqueue the turn's next generation.
+        next_turn = int(pending["turn"])
+        generation = await svc.store.next_stream_generation(run_id, next_turn)
+        await svc.enqueue_stream_turn(run_id, next_turn, generation)
+    elif pending is not None:
         completed_by = str(pending.get("trigger") or "resume")
         await continue_run(svc, run_id, int(pending["turn"]), trigger="resume", completed_by=completed_by)
     return True

@@ -132,11 +132,16 @@ async def advance_chain(svc: Services, run_id: str, key: str, tool_use_id: str) 
 
 async def continue_run(
     svc: Services, run_id: str, next_turn: int, *, trigger: str, completed_by: str | None = None
-) -> None:
+) -> str:
     """The turn before ``next_turn`` is complete: start the next model request (or stop at the limit).
 
-    While the run is paused the continuation is recorded instead (``continuation_paused``) and
-    ``resume_run`` calls this again (``trigger="resume"``; ``completed_by`` keeps what completed the turn).
+    Sending it is decided once (``pend_continuation`` marks the turn ``continue_sent``): only the caller
+    that hears ``"go"`` enqueues the next turn and logs ``turn_completed`` and ``continued``, so a second
+    caller (the monitor, a resume) never repeats them. While the run is paused the continuation is
+    recorded instead (``continuation_paused``) and ``resume_run`` calls this again (``trigger="resume"``;
+    ``completed_by`` keeps what completed the turn). A pause that lands after the decision is caught by
+    ``stream_turn``, which re-checks before its request. Returns the outcome (``"go"``, ``"sent"``,
+    ``"pending"``, ``"stopped"``, ``"ended"``...).
 
     Log order, chosen to keep ``turn_completed`` off the latency-critical path: the next turn's job is
     enqueued first, then ``turn_completed`` (which reads the turn's results) and ``continued`` (whose
@@ -146,23 +151,23 @@ async def continue_run(
     """
     run = await svc.store.run(run_id)
     if run is None or run.state != "running":
-        return
+        return "ended"
     completed_by = completed_by or trigger
     max_turns = int(run.config.get("max_turns") or 10)
     if next_turn >= max_turns:
         await _turn_completed(svc, run_id, next_turn - 1, completed_by)
         await end_run(svc, run_id, "stopped", f"turn limit reached ({max_turns} turns)", turn=next_turn - 1)
-        return
-    if run.paused:
-        outcome = await svc.store.pend_continuation(run_id, next_turn, completed_by)
-        if outcome == "pending":
-            await svc.events.append(run_id, "continuation_paused", turn=next_turn - 1, next_turn=next_turn)
-        if outcome != "go":
-            return
+        return "stopped"
+    outcome = await svc.store.pend_continuation(run_id, next_turn, completed_by)
+    if outcome == "pending":
+        await svc.events.append(run_id, "continuation_paused", turn=next_turn - 1, next_turn=next_turn)
+    if outcome != "go":
+        return outcome
     decided_at = time.time()
     await svc.enqueue_stream_turn(run_id, next_turn)
     await _turn_completed(svc, run_id, next_turn - 1, completed_by)
     await svc.events.append(run_id, "continued", turn=next_turn, trigger=trigger, decided_at=decided_at)
+    return outcome
 
 
 async def _turn_completed(svc: Services, run_id: str, turn: int, trigger: str) -> None:

@@ -1,12 +1,14 @@
 """The three jobs, as plain coroutines over ``Services`` (``workers/jobs.py`` hands them to arq).
 
 ``stream_turn``  sends one model request, reads the stream through the parser, dispatches every call
-                 the moment it is ready, and seals the turn at ``message_stop``.
+                 the moment it is ready, and seals the turn at ``message_stop``. A continuation's job
+                 that finds its run paused sends nothing: it leaves the continuation to ``resume_run``.
 ``run_tool``     runs one call, once: a redelivered job returns the recorded result; a non-idempotent
                  call whose earlier run died mid-way is reported, not repeated. While the run is paused
                  the job holds itself (``resume_run`` enqueues it again).
 ``monitor_turn`` the safety net: checks a sealed turn, fills missing results at the deadline and
-                 continues; otherwise schedules its next check under a fresh job id and returns.
+                 continues; otherwise (or while the run is paused: held tools have not had their
+                 chance) schedules its next check under a fresh job id and returns.
 No job waits for another: each does its part and returns.
 
 ``stream_turn`` and ``run_tool`` listen on the run's control channel while they run (``_control``): a
@@ -49,10 +51,13 @@ _FINISHED = {"end_turn", "stop_sequence"}
 _OVERLOAD_RETRIES = 3
 
 
-async def stream_turn(svc: Services, run_id: str, turn: int) -> str:
-    """Never leaves a run hanging: anything unexpected fails the run, with what went wrong."""
+async def stream_turn(svc: Services, run_id: str, turn: int, generation: int = 0) -> str:
+    """Never leaves a run hanging: anything unexpected fails the run, with what went wrong.
+
+    ``generation``: 0, or n when ``resume_run`` enqueued the turn again the n-th time (its earlier job
+    found the run paused); a job of an older generation does nothing."""
     try:
-        return await _stream_turn(svc, run_id, turn)
+        return await _stream_turn(svc, run_id, turn, generation)
     except Exception as exc:
         reason = f"turn {turn} failed unexpectedly: {type(exc).__name__}: {exc}"
         await svc.store.block_continuation(run_id, turn, "failed", reason)
@@ -60,13 +65,22 @@ async def stream_turn(svc: Services, run_id: str, turn: int) -> str:
         raise
 
 
-async def _stream_turn(svc: Services, run_id: str, turn: int) -> str:
+async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -> str:
     run = await svc.store.run(run_id)
     if run is None:
         return "no such run"
     if run.state != "running":
         return f"run already {run.state}"
-    if not await svc.store.claim_stream(run_id, turn):
+    # A continuation (turn > 0) re-checks the pause in the same step as its claim: a pause that landed
+    # after continue_run looked must still hold this request. The first turn is the run's start, not a
+    # continuation: like a stream already under way, it goes on while paused.
+    opened = await svc.store.open_stream(run_id, turn, generation, hold=turn > 0)
+    if opened == "stale":
+        return "superseded"  # a resume enqueued a later generation of this job
+    if opened == "paused":
+        await svc.events.append(run_id, "continuation_paused", turn=turn - 1, next_turn=turn)
+        return "paused"
+    if opened != "claimed":
         # This turn's stream was started before, by a worker that died. Streaming it again could run
         # its tools twice (a new response has new ids): fail the run instead.
         await end_run(
@@ -442,17 +456,19 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
         return "no such run"
     continued = record.get("continued")
     if continued == "1":
-        # Make sure the next turn was enqueued even if whoever continued died right after deciding
-        # (while paused: that the continuation is pending, so resume_run makes the request).
+        # Make sure the next turn was sent even if whoever decided it died before sending (while
+        # paused: that the continuation is pending, so resume_run sends it). Only continue_run's "go"
+        # sends and logs; once the turn is marked sent, this only re-enqueues the next turn's job
+        # (arq refuses a duplicate id; a paused run's job leaves it pending again).
         max_turns = int(run.config.get("max_turns") or 10)
         if run.state == "running" and turn + 1 < max_turns:
-            if run.paused:
-                if run.get("pending"):
-                    return "paused"
-                outcome = await svc.store.pend_continuation(run_id, turn + 1, "monitor")
-                if outcome in ("pending", "ended"):
-                    return "paused" if outcome == "pending" else "ended"
-            await svc.enqueue_stream_turn(run_id, turn + 1)
+            outcome = await continue_run(svc, run_id, turn + 1, trigger="monitor")
+            if outcome in ("pending", "waiting"):
+                return "paused"
+            if outcome == "ended":
+                return "ended"
+            if outcome in ("sent", "started"):
+                await svc.enqueue_stream_turn(run_id, turn + 1)
         return "continued"
     if continued == "blocked" or run.state != "running":
         return "ended"
@@ -473,12 +489,27 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
             for tool_id in expected
             if tool_id not in have
         ]
-        if await svc.store.expire_turn(run_id, turn, missing) == "continue":
+        outcome = await svc.store.expire_turn(run_id, turn, missing, seen_deadline=record.get("deadline"))
+        if outcome == "continue":
             await svc.events.append(
                 run_id, "turn_deadline", turn=turn, missing=[m.tool_use_id for m in missing]
             )
             await continue_run(svc, run_id, turn + 1, trigger="deadline")
-        return "deadline"
+            return "deadline"
+        if outcome not in ("held", "paused", "moved"):
+            return "deadline"  # continued or blocked meanwhile
+        # Paused: nothing expires (resume_run moves the deadline on by the paused time); or a resume
+        # moved it since the read. Look again later.
+        if outcome == "held":
+            await svc.events.append(
+                run_id,
+                "turn_deadline_paused",
+                turn=turn,
+                deadline=deadline,
+                waiting=[m.tool_use_id for m in missing],
+            )
+        await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s)
+        return "paused" if outcome != "moved" else "waiting"
     wait = (
         svc.monitor_interval_s if record.get("sealed") != "1" else min(svc.monitor_interval_s, deadline - now)
     )

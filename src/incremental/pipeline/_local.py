@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from ..adapters._arq import ToolJob
+from ..adapters._arq import ToolJob, stream_job_id
 from ..adapters._control import MemoryControl
 from ..adapters._eventlog import EVENT_SCHEMA_VERSION, EventLog
 from ..adapters._store import RunRecord, TurnStore
@@ -147,12 +147,27 @@ class MemoryTurnStore(TurnStore):
         return dict(self._turns.get((run_id, turn), {}))
 
     async def claim_stream(self, run_id: str, turn: int) -> bool:
-        record = self._turns.setdefault((run_id, turn), {})
-        self._runs.setdefault(run_id, {})["turn"] = str(turn)
+        return await self.open_stream(run_id, turn) == "claimed"
+
+    async def open_stream(self, run_id: str, turn: int, generation: int = 0, *, hold: bool = False) -> str:
+        record = self._turns.setdefault((run_id, turn), {})  # _OPEN_STREAM
+        if generation < int(record.get("stream_generation") or "0"):
+            return "stale"
+        run = self._runs.setdefault(run_id, {})
+        if hold and "stream_started" not in record and self._paused_and_running(run_id):
+            run["pending"] = json.dumps({"turn": turn, "trigger": "stream", "sent": True})
+            return "paused"
+        run["turn"] = str(turn)
         if "stream_started" in record:
-            return False
+            return "taken"
         record["stream_started"] = repr(time.time())
-        return True
+        return "claimed"
+
+    async def next_stream_generation(self, run_id: str, turn: int) -> int:
+        record = self._turns.setdefault((run_id, turn), {})
+        generation = int(record.get("stream_generation") or "0") + 1
+        record["stream_generation"] = str(generation)
+        return generation
 
     async def update_turn(self, run_id: str, turn: int, **fields: str) -> None:
         self._turns.setdefault((run_id, turn), {}).update(fields)
@@ -197,12 +212,23 @@ class MemoryTurnStore(TurnStore):
             return "continue"
         return "ok"
 
-    async def expire_turn(self, run_id: str, turn: int, missing: list[ToolResult]) -> str:
+    async def expire_turn(
+        self, run_id: str, turn: int, missing: list[ToolResult], *, seen_deadline: str | None = None
+    ) -> str:
         record = self._turns.setdefault((run_id, turn), {})  # _EXPIRE
         if "continued" in record:
             return "already"
         if record.get("sealed") != "1":
             return "unsealed"
+        if seen_deadline and record.get("deadline") != seen_deadline:
+            return "moved"
+        run = self._runs.get(run_id, {})
+        if run.get("paused") == "1":
+            since = run.get("paused_at", "")
+            if record.get("deadline_paused") == since:
+                return "paused"
+            record["deadline_paused"] = since
+            return "held"
         results = self._results.setdefault((run_id, turn), {})
         for result in missing:
             results.setdefault(result.tool_use_id, result.to_json())
@@ -296,7 +322,7 @@ class MemoryTurnStore(TurnStore):
         record = self._runs.get(run_id)  # _PAUSE
         if record is None or record.get("state") != "running" or record.get("paused") == "1":
             return None
-        record["paused"] = "1"
+        record.update(paused="1", paused_at=repr(time.time()))
         return int(record.get("turn") or 0)
 
     async def release(
@@ -305,8 +331,15 @@ class MemoryTurnStore(TurnStore):
         if resume and not self._paused_and_running(run_id):  # _RELEASE
             return None
         record = self._runs.get(run_id, {})
+        turn = self._turns.get((run_id, int(record.get("turn") or 0)), {})
+        if resume and turn.get("sealed") == "1" and "continued" not in turn:
+            now = time.time()
+            since = max(float(record.get("paused_at") or now), float(turn.get("sealed_at") or 0))
+            if now > since:
+                turn["deadline"] = f"{float(turn.get('deadline') or 0) + now - since:.6f}"
         pending_raw = record.pop("pending", "")
         record.pop("paused", None)
+        record.pop("paused_at", None)
         jobs = self._held.pop(run_id, [])
         pending: dict[str, Any] | None = json.loads(pending_raw) if pending_raw else None
         return pending, int(record.get("turn") or 0), [json.loads(job) for job in jobs]
@@ -315,10 +348,16 @@ class MemoryTurnStore(TurnStore):
         record = self._runs.get(run_id, {})  # _PEND
         if record.get("state") != "running":
             return "ended"
+        completed = self._turns.setdefault((run_id, next_turn - 1), {})
+        if "continue_sent" in completed:
+            return "sent"
         if record.get("paused") != "1":
+            completed["continue_sent"] = repr(time.time())
             return "go"
         if "stream_started" in self._turns.get((run_id, next_turn), {}):
             return "started"
+        if "pending" in record:
+            return "waiting"
         record["pending"] = json.dumps({"turn": next_turn, "trigger": trigger})
         return "pending"
 
@@ -490,9 +529,12 @@ class LocalServices(Services):
 
         return self._start(job.job_id, work, job.run_id, turn=job.turn, tool=job)
 
-    async def enqueue_stream_turn(self, run_id: str, turn: int) -> bool:
+    async def enqueue_stream_turn(self, run_id: str, turn: int, generation: int = 0) -> bool:
         return self._start(
-            f"inc:stream:{run_id}:{turn}", lambda: stream_turn(self, run_id, turn), run_id, turn=turn
+            stream_job_id(run_id, turn, generation),
+            lambda: stream_turn(self, run_id, turn, generation),
+            run_id,
+            turn=turn,
         )
 
     async def enqueue_monitor(self, run_id: str, turn: int, check: int, defer_s: float) -> bool:

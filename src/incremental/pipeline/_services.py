@@ -73,8 +73,8 @@ class Services:
     async def enqueue_tool(self, job: _arq.ToolJob) -> bool:
         return await _arq.enqueue_tool(self.pool, job)
 
-    async def enqueue_stream_turn(self, run_id: str, turn: int) -> bool:
-        return await _arq.enqueue_stream_turn(self.pool, run_id, turn)
+    async def enqueue_stream_turn(self, run_id: str, turn: int, generation: int = 0) -> bool:
+        return await _arq.enqueue_stream_turn(self.pool, run_id, turn, generation)
 
     async def enqueue_monitor(self, run_id: str, turn: int, check: int, defer_s: float) -> bool:
         return await _arq.enqueue_monitor(self.pool, run_id, turn, check, defer_s)
