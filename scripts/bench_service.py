@@ -212,7 +212,7 @@ async def main() -> None:
                     flush=True,
                 )
         print(
-            "\nOne run's ceiling: the writer appends as fast as one connection can (no pacing), one watcher"
+            "\nOne run's ceiling: the writer appends as fast as one connection can (no pacing), one watcher\n"
         )
         print("| path | events/s delivered | append→arrival p50 | p99 |")
         print("|---|---:|---:|---:|")
@@ -223,7 +223,7 @@ async def main() -> None:
                 flush=True,
             )
         r = await ready_latency(url)
-        print("\nTool shown to a watcher after it becomes ready (8-tool recording at recorded speed):")
+        print("\nTool shown to a watcher after it becomes ready (8-tool recording at recorded speed):\n")
         print("| | p50 | max |")
         print("|---|---:|---:|")
         print(
