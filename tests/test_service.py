@@ -301,7 +301,17 @@ async def test_cancel_a_running_run_over_http(redis_url: str) -> None:
             t["status"] not in {"running", "queued", "ready", "paused", "held", "waiting"}
             for t in view["tools"]
         )
-        assert [e["kind"] for _, e in got.entries].count("continued") == 0
+        kinds = [e["kind"] for _, e in got.entries]
+        assert kinds.count("continued") == 0
+        assert "stream_closed" in kinds  # the model stream was closed, not read to its end
+        assert "message_stopped" not in kinds
+        # Every call that started got one honest report: cancelled while running, or completed anyway.
+        started = {e["tool_use_id"] for _, e in got.entries if e["kind"] == "tool_started"}
+        reports = [e for _, e in got.entries if e["kind"] in {"tool_cancelled", "tool_completed"}]
+        for tool_id in started:
+            mine = [e for e in reports if e["tool_use_id"] == tool_id]
+            assert len(mine) == 1
+            assert mine[0]["kind"] == "tool_completed" or mine[0].get("after_cancel") is True
         assert len(service._api.requests) == 1  # type: ignore[union-attr]  # no second turn was asked for
 
 

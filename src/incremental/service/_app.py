@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -50,6 +51,7 @@ from ._requests import CreateRun, describe_validation_error
 __all__ = ["create_app"]
 
 _STATIC = resources.files("incremental") / "static"
+_FEED_BLOCK_S = 5.0
 
 
 class _State:
@@ -65,11 +67,21 @@ class _State:
         self.services = Services(self.pool)
         self.log = EventLog(self.pool, **self.config.event_log)
         self.services.events = self.log
-        self.fanout = Fanout(self.log, max_pending=self.config.max_pending_events)
+        # The feeds' blocking reads get their own connections with a read timeout: a half-open
+        # connection (a partition without a reset) then fails the feed instead of hanging its watchers.
+        self.feed_redis = Redis.from_url(
+            self.config.redis_url, socket_timeout=_FEED_BLOCK_S + 10, socket_keepalive=True
+        )
+        self.fanout = Fanout(
+            EventLog(self.feed_redis, metrics=False),
+            max_pending=self.config.max_pending_events,
+            block_ms=int(_FEED_BLOCK_S * 1000),
+        )
         self.metrics_store = MetricsStore(self.pool)
 
     async def stop(self) -> None:
         await self.fanout.aclose()
+        await self.feed_redis.aclose()
         await self.services.aclose()
         await self.pool.aclose()
 
@@ -175,7 +187,8 @@ async def create_run(request: Request) -> Response:
     now = time.time()
     await _a(
         state.pool.hset(
-            state.services.store.run_key(run_id), mapping={"owner": principal.name, "watch_sha256": watch_sha}
+            state.services.store.run_key(run_id),
+            mapping={"owner": principal.name, "watch_sha256": watch_sha, "model": config.model},
         )
     )
     await start_run(
@@ -205,20 +218,25 @@ async def list_runs(request: Request) -> Response:
     else:
         raw = await state.pool.zrevrange(f"inc:runs:{principal.name}", 0, 99)
         ids = [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+    fields = ("state", "created_at", "model", "paused")
+    async with state.pool.pipeline(transaction=False) as pipe:
+        for run_id in ids:  # only the small fields: a run's config can be megabytes
+            pipe.hmget(state.services.store.run_key(run_id), list(fields))
+        replies = await pipe.execute()
     runs = []
-    for run_id in ids:
-        run = await state.services.store.run(run_id)
-        if run is None:
+    for run_id, values in zip(ids, replies, strict=True):
+        run = dict(zip(fields, (v.decode() if isinstance(v, bytes) else v for v in values), strict=True))
+        if run["state"] is None:  # expired
             if not principal.read_only:
                 await state.pool.zrem(f"inc:runs:{principal.name}", run_id)
             continue
         runs.append(
             {
                 "id": run_id,
-                "state": run.state,
-                "created_at": float(run.get("created_at") or 0) or None,
-                "model": run.config.get("model"),
-                "paused": run.get("paused") == "1",
+                "state": run["state"],
+                "created_at": float(run["created_at"] or 0) or None,
+                "model": run["model"],
+                "paused": run["paused"] == "1",
             }
         )
     return JSONResponse({"runs": runs})
