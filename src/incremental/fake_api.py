@@ -35,17 +35,15 @@ import logging
 import math
 import re
 import secrets
-import socket
 import string
 import threading
 import time
-from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -53,6 +51,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ._serving import LoopbackServer, start_server
 from .core import StreamParser
 
 __all__ = ["FakeMessagesAPI", "Fault"]
@@ -410,34 +409,6 @@ class _Replay:
         _cut_on_purpose.set(ended != "the client disconnected")
 
 
-class _Server(uvicorn.Server):
-    """uvicorn that says when it listens and leaves the host's signal handlers alone."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class FakeMessagesAPI:
     """A loopback HTTP server that plays recorded turns and checks the requests (module docstring)."""
 
@@ -464,7 +435,7 @@ class FakeMessagesAPI:
         self._turns = [_load_turn(source, k) for k, source in enumerate(turns)]
         self._faults_left = {k: fault.times for k, fault in self.faults.items()}
         self._live: set[anyio.CancelScope] = set()  # replays in flight, cancelled by stop()
-        self._server: _Server | None = None
+        self._server: LoopbackServer | None = None
         self._task: asyncio.Task[None] | None = None
         self.app = Starlette(
             routes=[
@@ -531,28 +502,16 @@ class FakeMessagesAPI:
         if self._server is not None:
             raise RuntimeError("this FakeMessagesAPI is already started")
         _quiet_deliberate_cuts()
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        self._server, self._task, self.port = await start_server(
             self.app,
-            http="h11",
-            ws="none",
+            self.host,
+            self.port,
+            name="the fake Messages API",
             lifespan="off",
-            log_config=None,
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=2,
         )
-        server = _Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"fake-messages-api:{self.port}")
-        ready = asyncio.create_task(server.ready.wait())
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if not server.ready.is_set():
-            ready.cancel()
-            sock.close()
-            error = task.exception() if not task.cancelled() else None
-            raise RuntimeError(f"the fake Messages API did not start on {self.host}:{self.port}: {error!r}")
-        self._server, self._task = server, task
 
     async def stop(self) -> None:
         """Cut replays in flight, stop listening, close connections. Idempotent."""

@@ -22,6 +22,7 @@ that each ``send`` sets (no polling).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 from collections.abc import AsyncGenerator
@@ -38,15 +39,16 @@ def control_key(run_id: str) -> str:
     return f"inc:control:{run_id}"
 
 
-class ControlChannel:
+class ControlChannel(abc.ABC):
     """What the jobs and the control functions need: send an entry, follow a run's entries."""
 
+    @abc.abstractmethod
     async def send(self, run_id: str, kind: str, **fields: Any) -> str:
-        raise NotImplementedError
+        """Append one entry for the run; returns its id."""
 
+    @abc.abstractmethod
     def entries(self, run_id: str) -> AsyncGenerator[dict[str, Any], None]:
         """Every entry of the run, the ones already sent first, then each new one; never ends."""
-        raise NotImplementedError
 
     async def aclose(self) -> None:
         return None
