@@ -100,6 +100,7 @@ def _redacted(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..adapters._redis_server import RedisUnavailableError
     from ..service import parse_tokens
 
     try:
@@ -119,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_serve(args, tokens, made_up))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("stopped", flush=True)
+    except RedisUnavailableError as exc:
+        print(f"incremental serve: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"incremental serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -17,18 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import tempfile
-from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from arq.connections import RedisSettings
 from arq.worker import Worker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from ..adapters._redis_server import RedisServer
+from .._serving import LoopbackServer, start_server
+from ..adapters._redis_server import RedisServer, RedisUnavailableError
 from ..fake_api import FakeMessagesAPI
 from ._app import create_app
 from ._config import ServiceConfig
@@ -58,22 +58,6 @@ class ServeOptions:
     event_log: dict[str, Any] = field(default_factory=dict)
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn that says when it listens; signals are the caller's business."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 class Service:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
@@ -84,7 +68,7 @@ class Service:
         self._api: FakeMessagesAPI | None = None
         self._workers: list[Worker] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._server: _Uvicorn | None = None
+        self._server: LoopbackServer | None = None
         self._workspace: tempfile.TemporaryDirectory[str] | None = None
 
     async def start(self) -> None:
@@ -94,6 +78,7 @@ class Service:
             self._redis = RedisServer()
             url = self._redis.start()
         self.redis_url = url
+        await _check_redis(url)
         n_workers = opts.workers if opts.workers is not None else (2 if self._redis is not None else 0)
         api_base_url = opts.api_base_url
         demo_request = None
@@ -135,26 +120,14 @@ class Service:
             event_log=opts.event_log,
         )
         self.app = create_app(config)
-        sock = _bind(opts.host, opts.port)
-        port = sock.getsockname()[1]
-        server = _Uvicorn(
-            uvicorn.Config(
-                self.app,
-                http="h11",
-                ws="none",
-                log_config=None,
-                access_log=False,  # an access log is where tokens leak; ours logs none
-                timeout_graceful_shutdown=3,
-            )
+        server, task, port = await start_server(
+            self.app,
+            opts.host,
+            opts.port,
+            name="the service",
+            access_log=False,  # an access log is where tokens leak; ours logs none
+            timeout_graceful_shutdown=3,
         )
-        task = asyncio.create_task(server.serve(sockets=[sock]), name="incremental-serve")
-        ready = asyncio.create_task(server.ready.wait())
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if not server.ready.is_set():
-            ready.cancel()
-            sock.close()
-            error = task.exception() if not task.cancelled() else None
-            raise RuntimeError(f"the service did not start on {opts.host}:{opts.port}: {error!r}")
         self._server = server
         self._tasks.append(task)
         host = f"[{opts.host}]" if ":" in opts.host else opts.host
@@ -213,13 +186,12 @@ class Service:
         await self.stop()
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
+async def _check_redis(url: str) -> None:
+    """Fail with one clear, typed error before anything starts, rather than in uvicorn's startup."""
+    client = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        raise RedisUnavailableError(f"cannot reach Redis at {url}: {exc}") from exc
+    finally:
+        await client.aclose()
