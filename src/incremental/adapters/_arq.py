@@ -10,11 +10,16 @@ this module only. Job ids are derived from what the job is about, so enqueueing 
                                                           (and ``:g{n}`` when it found its run paused and a
                                                           resume enqueued it again: generation n)
     inc:monitor:{run}:{turn}:{check}        monitor_turn  a fresh id per check: no check hits the retry cap
+
+A job whose payload is not our JSON (enqueued through a pool with arq's default pickle serializer, or by
+another version) must not vanish into arq's log while its run waits: ``json_deserializer`` hands arq a
+job for ``unreadable_job`` instead, which fails the run its id names, saying why.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +30,7 @@ __all__ = [
     "JOB_MONITOR_TURN",
     "JOB_RUN_TOOL",
     "JOB_STREAM_TURN",
+    "JOB_UNREADABLE",
     "ToolJob",
     "connect",
     "enqueue_monitor",
@@ -32,12 +38,14 @@ __all__ = [
     "enqueue_tool",
     "json_deserializer",
     "json_serializer",
+    "run_of_job",
     "stream_job_id",
 ]
 
 JOB_RUN_TOOL = "run_tool"
 JOB_STREAM_TURN = "stream_turn"
 JOB_MONITOR_TURN = "monitor_turn"
+JOB_UNREADABLE = "unreadable_job"
 
 
 def _default(value: object) -> object:
@@ -56,7 +64,32 @@ def json_serializer(value: Any) -> bytes:
 
 
 def json_deserializer(data: bytes) -> Any:
-    return json.loads(data)
+    """arq's job_deserializer. A payload that is not JSON becomes a job for ``unreadable_job`` (the job
+    id, which names the run, reaches it in arq's ``ctx``); arq's own result reads reject that shape."""
+    try:
+        return json.loads(data)
+    except (ValueError, TypeError) as exc:
+        if isinstance(data, bytes | bytearray) and data[:1] == b"\x80":
+            why = (
+                "it was written with pickle (arq's default serializer); incremental's pools and "
+                "workers use JSON: start runs through incremental.Runner, or make pools with "
+                "incremental.worker.create_pool"
+            )
+        else:
+            why = f"it is not JSON ({exc}); was it enqueued by another version of incremental?"
+        return {"t": 1, "f": JOB_UNREADABLE, "a": [why], "k": {}, "et": int(time.time() * 1000)}
+
+
+def run_of_job(job_id: str) -> tuple[str, int | None] | None:
+    """The run (and turn, when the id says) a job id of ours names; None for an id that is not ours."""
+    parts = job_id.split(":")
+    if len(parts) < 4 or parts[0] != "inc":
+        return None
+    if parts[1] in ("stream", "monitor") and parts[3].isdigit():
+        return parts[2], int(parts[3])
+    if parts[1] == "tool":
+        return parts[2], None
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,21 +16,17 @@ Blocking reads use a client of their own (with its own connection pool and no so
 redis-py drops a connection whose read is cancelled, and every listener is cancelled when its job
 ends; the jobs' own pool must not pay that reconnect on the way to the next model request.
 
-``MemoryControl`` is the same channel for ``LocalServices``: a list per run and an ``asyncio.Event``
-that each ``send`` sets (no polling).
 """
 
 from __future__ import annotations
 
-import abc
-import asyncio
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 
-__all__ = ["ControlChannel", "MemoryControl", "RedisControl", "control_key"]
+__all__ = ["RedisControl", "control_key"]
 
 _BLOCK_MS = 30_000  # one blocking read at a time; re-issued, so a half-open connection is noticed
 
@@ -39,22 +35,9 @@ def control_key(run_id: str) -> str:
     return f"inc:control:{run_id}"
 
 
-class ControlChannel(abc.ABC):
-    """What the jobs and the control functions need: send an entry, follow a run's entries."""
+class RedisControl:
+    """Send an entry to a run's channel; follow a run's entries (the ones already sent first)."""
 
-    @abc.abstractmethod
-    async def send(self, run_id: str, kind: str, **fields: Any) -> str:
-        """Append one entry for the run; returns its id."""
-
-    @abc.abstractmethod
-    def entries(self, run_id: str) -> AsyncGenerator[dict[str, Any], None]:
-        """Every entry of the run, the ones already sent first, then each new one; never ends."""
-
-    async def aclose(self) -> None:
-        return None
-
-
-class RedisControl(ControlChannel):
     def __init__(self, redis: Redis, *, maxlen: int = 1000, ttl_s: int = 7 * 24 * 3600) -> None:
         self.redis = redis
         self.maxlen = maxlen
@@ -95,37 +78,3 @@ class RedisControl(ControlChannel):
             await self._reader.aclose()
             await self._reader.connection_pool.disconnect()
             self._reader = None
-
-
-class MemoryControl(ControlChannel):
-    """The channel in memory, for one event loop (``LocalServices``)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, list[dict[str, Any]]] = {}
-        self._wakeups: dict[str, asyncio.Event] = {}
-
-    def _wakeup(self, run_id: str) -> asyncio.Event:
-        return self._wakeups.setdefault(run_id, asyncio.Event())
-
-    async def send(self, run_id: str, kind: str, **fields: Any) -> str:
-        entries = self._entries.setdefault(run_id, [])
-        entries.append(json.loads(json.dumps({"kind": kind, **fields})))  # as JSON would carry it
-        waiting = self._wakeup(run_id)
-        self._wakeups[run_id] = asyncio.Event()
-        waiting.set()
-        return f"{len(entries)}-0"
-
-    async def entries(self, run_id: str) -> AsyncGenerator[dict[str, Any], None]:
-        seen = 0
-        while True:
-            entries = self._entries.get(run_id, [])
-            if seen < len(entries):
-                seen += 1
-                yield entries[seen - 1]
-                continue
-            # No await between the check above and taking the current wakeup: no lost wakeups.
-            await self._wakeup(run_id).wait()
-
-    def drop_run(self, run_id: str) -> None:
-        self._entries.pop(run_id, None)
-        self._wakeups.pop(run_id, None)

@@ -21,11 +21,11 @@ the metrics the entry feeds (``MetricsStore``) ride in the same pipeline.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from redis.asyncio import Redis
 
+from ..events import RunEventModel, to_entry
 from ._metrics import MetricsStore
 
 __all__ = [
@@ -116,12 +116,13 @@ class EventLog:
         self.metrics = MetricsStore(redis) if metrics else None
         self._append = redis.register_script(_APPEND)
 
-    async def append(self, run_id: str, kind: str, **fields: Any) -> str:
-        """Append one event; returns its stream id (its offset)."""
-        event = {"v": EVENT_SCHEMA_VERSION, "kind": kind, "ts": time.time(), "run_id": run_id, **fields}
+    async def append(self, event: RunEventModel) -> str:
+        """Append one event (a model of ``incremental.events``); returns its stream id (its offset)."""
+        entry = to_entry(event)
+        kind, run_id = entry["kind"], entry["run_id"]
         args: list[str | int] = [
             self.maxlen,
-            json.dumps(event, separators=(",", ":")),
+            json.dumps(entry, separators=(",", ":")),
             self.ttl_s,
             "0" if kind in HIGH_VOLUME_KINDS else "1",
             "1" if self.exact_trim else "0",
@@ -133,7 +134,7 @@ class EventLog:
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
                 await self._append(keys=keys, args=args, client=pipe)
-                self.metrics.observe(pipe, event)
+                self.metrics.observe(pipe, entry)
                 entry_id = (await pipe.execute())[0]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 

@@ -32,11 +32,23 @@ import httpx
 from httpx_sse import EventSource
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from ..core import IncrementalError, MalformedEventError
+from ..core import MalformedEventError
+from ..exceptions import APIConnectionError, APIError, APIStatusError, MissingCredentialsError
 
 _ENDPOINT = "POST /v1/messages"
 _RETRYABLE_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-200 body read to find the error's type and message
+
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "MessageStream",
+    "MessagesClient",
+    "MissingCredentialsError",
+    "is_retryable_status",
+]
 
 
 def is_retryable_status(status: int) -> bool:
@@ -46,51 +58,6 @@ def is_retryable_status(status: int) -> bool:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n != 1 else ''}"
-
-
-class APIError(IncrementalError):
-    """A request to the Messages API failed. ``attempts`` is how many HTTP attempts were made."""
-
-    attempts: int
-
-
-class APIStatusError(APIError):
-    """The API answered with something other than a 200 event stream.
-
-    ``message`` is the API's own ``error.message`` (or a short excerpt of the body); ``str(error)`` says
-    what was expected and what arrived. ``retry_after`` is the wait in seconds the API asked for, if any.
-    """
-
-    def __init__(
-        self,
-        status_code: int,
-        error_type: str,
-        message: str,
-        *,
-        request_id: str | None = None,
-        retry_after: float | None = None,
-        attempts: int = 1,
-    ) -> None:
-        self.status_code = status_code
-        self.error_type = error_type
-        self.message = message
-        self.request_id = request_id
-        self.retry_after = retry_after
-        self.attempts = attempts
-        expected = "a text/event-stream 200" if status_code == 200 else "200"
-        rid = f", request-id {request_id}" if request_id else ""
-        super().__init__(
-            f"expected {expected} from {_ENDPOINT}, got {status_code} {error_type}: {message}"
-            f" (after {_count(attempts, 'attempt')}{rid})"
-        )
-
-
-class APIConnectionError(APIError):
-    """No response could be had, or the 200 stream broke mid-way (the message says which, and why)."""
-
-    def __init__(self, message: str, *, attempts: int = 1) -> None:
-        self.attempts = attempts
-        super().__init__(message)
 
 
 def _describe(exc: BaseException) -> str:
@@ -199,6 +166,10 @@ class MessageStream:
 class MessagesClient:
     """Streams ``POST {base_url}/v1/messages``; see the module docstring for the retry policy.
 
+    Like the ``anthropic`` SDK, ``api_key`` and ``base_url`` default to ``ANTHROPIC_API_KEY`` and
+    ``ANTHROPIC_BASE_URL`` (else the real API). Without a key (or an ``authorization`` header in
+    ``headers``) the first request raises ``MissingCredentialsError``. ``headers`` are sent with every
+    request; ``betas`` (here and per request) become the ``anthropic-beta`` header.
     ``timeout`` (read/write/pool) and ``connect_timeout`` apply to every request, also on an ``http``
     client you pass in (which ``aclose`` leaves open: it is yours).
     """
@@ -206,8 +177,9 @@ class MessagesClient:
     def __init__(
         self,
         *,
-        base_url: str = "https://api.anthropic.com",
+        base_url: str | None = None,
         api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
         anthropic_version: str = "2023-06-01",
         betas: Sequence[str] = (),
         timeout: float = 600.0,
@@ -218,17 +190,19 @@ class MessagesClient:
         http: httpx.AsyncClient | None = None,
         _sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._url = base_url.rstrip("/") + "/v1/messages"
+        base = base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+        self._url = base.rstrip("/") + "/v1/messages"
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY") or None
         self._headers = {
             "anthropic-version": anthropic_version,
             "content-type": "application/json",
             "accept": "text/event-stream",
+            **{k.lower(): v for k, v in (headers or {}).items()},
         }
         if key:
             self._headers["x-api-key"] = key
-        if betas:
-            self._headers["anthropic-beta"] = betas if isinstance(betas, str) else ",".join(betas)
+        self._credentials = bool(key) or "authorization" in self._headers
+        self._betas = [betas] if isinstance(betas, str) else list(betas)
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._max_retries = max_retries
         self._backoff_base = backoff_base
@@ -247,12 +221,24 @@ class MessagesClient:
         if self._owns_http:
             await self._http.aclose()
 
-    def stream(self, request: Mapping[str, Any]) -> AbstractAsyncContextManager[MessageStream]:
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def stream(
+        self, request: Mapping[str, Any], *, betas: Sequence[str] = ()
+    ) -> AbstractAsyncContextManager[MessageStream]:
         """POST ``{**request, "stream": True}``; the block gets the open 200 stream, closed on exit."""
-        return self._stream({**request, "stream": True})
+        headers = self._headers
+        all_betas = [*self._betas, *(b for b in betas if b not in self._betas)]
+        if all_betas:
+            headers = {**headers, "anthropic-beta": ",".join(all_betas)}
+        return self._stream({**request, "stream": True}, headers)
 
     @asynccontextmanager
-    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[MessageStream]:
+    async def _stream(self, body: dict[str, Any], headers: dict[str, str]) -> AsyncIterator[MessageStream]:
+        if not self._credentials:
+            raise MissingCredentialsError(self._url)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_retries + 1),
             wait=self._wait,
@@ -262,15 +248,15 @@ class MessagesClient:
         )
         async for attempt in retrying:
             with attempt:
-                stream = await self._attempt(body, attempt.retry_state.attempt_number)
+                stream = await self._attempt(body, headers, attempt.retry_state.attempt_number)
         try:
             yield stream
         finally:
             await stream._close()
 
-    async def _attempt(self, body: dict[str, Any], attempt: int) -> MessageStream:
+    async def _attempt(self, body: dict[str, Any], headers: dict[str, str], attempt: int) -> MessageStream:
         request = self._http.build_request(
-            "POST", self._url, json=body, headers=self._headers, timeout=self._timeout
+            "POST", self._url, json=body, headers=headers, timeout=self._timeout
         )
         try:
             response = await self._http.send(request, stream=True)

@@ -27,17 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from ..core import IncrementalError
+from ..exceptions import RedisUnavailableError
 
 __all__ = ["RedisServer", "RedisUnavailableError", "find_redis_server", "redis_url"]
 
 _READY_TIMEOUT = 10.0  # seconds for a fresh server to answer PING
 _STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 _PORT_ATTEMPTS = 5  # another process may take the free port between our probe and the server's bind
-
-
-class RedisUnavailableError(IncrementalError):
-    """No ``redis-server`` could be found or started."""
 
 
 def find_redis_server() -> str:

@@ -297,12 +297,25 @@ class TurnStore:
 
     # ------------------------------------------------------------ runs
 
-    async def create_run(self, run_id: str, config: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+    async def create_run(
+        self,
+        run_id: str,
+        config: dict[str, Any],
+        messages: list[dict[str, Any]],
+        *,
+        record: dict[str, str] | None = None,
+    ) -> None:
+        """Store a new run: its config, state ``running``, its messages; ``record`` adds fields."""
         key = self.run_key(run_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 key,
-                mapping={"config": json.dumps(config), "state": "running", "created_at": repr(time.time())},
+                mapping={
+                    **(record or {}),
+                    "config": json.dumps(config),
+                    "state": "running",
+                    "created_at": repr(time.time()),
+                },
             )
             pipe.set(f"{key}:messages", json.dumps(messages))
             pipe.expire(key, self.TTL_S)

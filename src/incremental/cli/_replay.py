@@ -14,6 +14,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..events import RUN_FINAL_KINDS
+from ..pipeline._view import RunView, ToolView
+
 __all__ = ["add_parser"]
 
 _STYLE = {
@@ -29,6 +32,21 @@ _STYLE = {
     "missing": "red",
     "crashed": "bold red",
 }
+
+
+# The steps a piped replay prints, one line each (a terminal gets the live table instead).
+_PRINTED = frozenset(
+    {
+        "tool_ready",
+        "tool_started",
+        "tool_completed",
+        "tool_failed",
+        "tool_rejected",
+        "tool_refused",
+        "continued",
+        "message_stopped",
+    }
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -52,81 +70,66 @@ def add_parser(sub: Any) -> None:
         "--workspace", metavar="DIR", help="folder the app tools work in (default: a temporary one)"
     )
     p.add_argument("--turn-timeout", type=float, default=300.0, metavar="SECONDS", help="a turn's deadline")
+    p.add_argument(
+        "--api-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="the fake Messages API's port (default: a free one); with --redis, point your workers' "
+        "ANTHROPIC_BASE_URL at it",
+    )
     p.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
     p.set_defaults(run=run)
 
 
 class LiveView:
-    """The state of the run as the event log tells it, rendered as a table."""
+    """The run as its event log tells it (the one reducer, ``RunView``), rendered as a table."""
 
     def __init__(self) -> None:
-        self.t0: float | None = None
-        self.tools: dict[str, dict[str, Any]] = {}
-        self.turn = 0
+        self.view = RunView("")
         self.phase = "starting"
-        self.text_chars = 0
-        self.last_text = ""
 
     def t(self, event: dict[str, Any]) -> float:
-        if self.t0 is None:
-            self.t0 = event["ts"]
-        return float(event["ts"] - self.t0)
+        t0 = self.view.created_at if self.view.created_at is not None else self.view.first_ts
+        return float(event["ts"] - (t0 if t0 is not None else event["ts"]))
 
     def apply(self, event: dict[str, Any]) -> None:
-        kind, now = event["kind"], self.t(event)
-        tool_id = event.get("tool_use_id")
-        if kind == "request_sent":
-            self.turn, self.phase = event.get("turn", 0), "requesting"
-        elif kind == "stream_opened":
-            self.phase = "streaming"
-        elif kind == "text_delta":
-            self.text_chars += len(event.get("text", ""))
-            self.last_text = (self.last_text + event.get("text", ""))[-80:]
+        self.view.apply(event)
+        kind = event["kind"]
+        phases = {
+            "request_sent": "requesting",
+            "stream_opened": "streaming",
+            "turn_sealed": "waiting for tools",
+            "continued": "continuing",
+        }
+        if kind in phases:
+            self.phase = phases[kind]
         elif kind == "message_stopped":
             self.phase = f"stream ended ({event.get('stop_reason')})"
-        elif kind == "turn_sealed":
-            self.phase = "waiting for tools"
-        elif kind == "continued":
-            self.phase = "continuing"
-        elif kind in ("run_completed", "run_failed", "run_ended"):
+        elif kind in RUN_FINAL_KINDS:
             self.phase = f"{event.get('state')}: {event.get('reason')}"
-        if not tool_id or event.get("server_side"):
-            return
-        row = self.tools.setdefault(
-            tool_id,
-            {
-                "name": event.get("name"),
-                "turn": event.get("turn"),
-                "status": "pending",
-                "stage": "",
-                "times": {},
-            },
-        )
-        if kind == "tool_input_started":
-            row["times"]["input"] = now
-        elif kind == "tool_field_completed":
-            row["stage"] = f"{event.get('field')}: {str(event.get('value'))[:40]}"
-        elif kind == "tool_ready":
-            row["times"]["ready"] = now
-        elif kind == "tool_waiting":
-            row["status"] = "waiting"
-            row["stage"] = f"after earlier calls on {event.get('concurrency_key')}"
-        elif kind == "tool_enqueued":
-            row["status"] = "queued"
-            row["times"].setdefault("enqueued", now)
-        elif kind == "tool_started":
-            row["status"] = "running"
-            row["times"].setdefault("started", now)
-        elif kind == "tool_progress":
-            fraction = event.get("fraction")
-            row["stage"] = f"{event.get('stage', '')} {'' if fraction is None else f'{fraction:.0%}'}".strip()
-        elif kind in ("tool_completed", "tool_failed", "tool_cancelled", "tool_refused"):
-            row["status"] = event.get("status", "ok")
-            row["times"]["finished"] = now
-            row["stage"] = str(event.get("content", ""))[:50].replace("\n", " ")
-        elif kind == "tool_rejected":
-            row["status"] = "refused"
-            row["stage"] = str(event.get("reason", ""))[:50]
+
+    def _rel(self, value: float | None) -> str:
+        t0 = self.view.created_at if self.view.created_at is not None else self.view.first_ts
+        return "" if value is None or t0 is None else f"{value - t0:.2f}"
+
+    @staticmethod
+    def _status(tool: ToolView) -> str:
+        if tool.result_status is not None:
+            return tool.result_status
+        return tool.status if tool.status in ("waiting", "queued", "running") else "pending"
+
+    @staticmethod
+    def _detail(tool: ToolView) -> str:
+        if tool.result is not None:
+            return tool.result[:50].replace("\n", " ")
+        if tool.status == "running" and tool.progress:
+            fraction = tool.progress.get("fraction")
+            share = "" if fraction is None else f"{fraction:.0%}"
+            return f"{tool.progress.get('stage') or ''} {share}".strip()
+        if tool.status == "waiting" and tool.concurrency_key:
+            return f"after earlier calls on {tool.concurrency_key}"
+        return tool.last_field or ""
 
     def render(self) -> Group:
         table = Table(box=None, header_style="bold", pad_edge=False)
@@ -134,22 +137,28 @@ class LiveView:
             table.add_column(
                 col, no_wrap=True, overflow="ellipsis", max_width=52 if col == "detail" else None
             )
-        for tool_id, row in self.tools.items():
-            times = row["times"]
-            took = ""
-            if "started" in times and "finished" in times:
-                took = f"{times['finished'] - times['started']:.2f}s"
-            spinner = "⠿ " if row["status"] == "running" else ""
-            table.add_row(
-                str(row["turn"]),
-                str(row["name"]),
-                tool_id[-10:],
-                Text(spinner + row["status"], style=_STYLE.get(row["status"], "")),
-                *(f"{times[k]:.2f}" if k in times else "" for k in ("ready", "started", "finished")),
-                took,
-                row["stage"],
+        for tool in self.view.tools.values():
+            status = self._status(tool)
+            finished = tool.reported_at
+            took = (
+                f"{finished - tool.started_at:.2f}s"
+                if finished is not None and tool.started_at is not None
+                else ""
             )
-        head = Text(f"turn {self.turn}  {self.phase}  ·  {self.text_chars} chars of text", style="bold")
+            spinner = "⠿ " if status == "running" else ""
+            table.add_row(
+                str(tool.turn),
+                tool.name,
+                tool.tool_use_id[-10:],
+                Text(spinner + status, style=_STYLE.get(status, "")),
+                self._rel(tool.ready_at),
+                self._rel(tool.started_at),
+                self._rel(finished),
+                took,
+                self._detail(tool),
+            )
+        text_chars = sum(len(t) for t in self.view.text)
+        head = Text(f"turn {self.view.turn}  {self.phase}  ·  {text_chars} chars of text", style="bold")
         return Group(head, table)
 
 
@@ -175,17 +184,24 @@ def run(args: argparse.Namespace) -> int:
     if args.speed < 0 or (args.simulate is not None and args.simulate < 0):
         print("incremental replay: --speed and --simulate take non-negative numbers", file=sys.stderr)
         return 2
+    from workers.app_tools import registry as app_registry
+    from workers.app_tools import seed_vite_starter
+
     from ..core import IncrementalError
     from ..replay import ReplayOptions, replay
 
     options = ReplayOptions(
         files=args.files,
+        tools=app_registry,
+        toolset="app",
         speed=args.speed,
         simulate_s=args.simulate,
         redis_url=args.redis,
         workers=args.workers,
         workspace=args.workspace,
+        prepare_workspace=seed_vite_starter,  # the app-builder recordings edit a Vite starter project
         turn_timeout_s=args.turn_timeout,
+        api_port=args.api_port,
     )
     try:
         return _run(args, options, replay)
@@ -214,19 +230,7 @@ def _run(args: argparse.Namespace, options: Any, replay: Any) -> int:
         def on_event(event: dict[str, Any]) -> None:
             view.apply(event)
             kind = event["kind"]
-            if kind in (
-                "tool_ready",
-                "tool_started",
-                "tool_completed",
-                "tool_failed",
-                "continued",
-                "run_completed",
-                "run_failed",
-                "run_ended",
-                "message_stopped",
-                "tool_rejected",
-                "tool_refused",
-            ):
+            if kind in _PRINTED or kind in RUN_FINAL_KINDS:
                 at = view.t(event)
                 what = event.get("name") or event.get("stop_reason") or event.get("reason") or ""
                 console.print(f"{at:8.3f}s  {kind:<16} {what} {event.get('tool_use_id', '')}")

@@ -46,9 +46,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="demo playback speed (default: %(default)s)")
     p.add_argument("--simulate", type=float, metavar="S", help="run every tool as a simulated S-second job")
     p.add_argument(
+        "--toolset",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE:ATTR",
+        help="a tool set runs may name: a ToolRegistry importable as MODULE:ATTR (repeatable; also "
+        "INCREMENTAL_TOOLSETS). --demo adds the app-builder set as 'app'",
+    )
+    p.add_argument(
         "--api-base-url",
-        default=os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-        help="the Messages API runs talk to (default: $ANTHROPIC_BASE_URL or %(default)s)",
+        default=None,
+        help="the Messages API the in-process workers talk to (default: $ANTHROPIC_BASE_URL, else the "
+        "real API, with $ANTHROPIC_API_KEY)",
     )
     p.add_argument("--workspace-root", help="runs' workspaces go under here (default: a temporary directory)")
     p.add_argument(
@@ -57,10 +66,13 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-async def _serve(args: argparse.Namespace, tokens: dict[str, str], made_up: str | None) -> None:
+async def _serve(
+    args: argparse.Namespace, tokens: dict[str, str], made_up: str | None, tools: dict[str, Any]
+) -> None:
     from ..service import ServeOptions, Service
 
     options = ServeOptions(
+        tools=tools,
         tokens=tokens,
         host=args.host,
         port=args.port,
@@ -100,13 +112,20 @@ def _redacted(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..adapters._redis_server import RedisUnavailableError
+    from ..exceptions import RedisUnavailableError
     from ..service import parse_tokens
 
     try:
         tokens = parse_tokens([*args.token, os.environ.get("INCREMENTAL_TOKENS", "")])
     except ValueError as exc:
         print(f"incremental serve: {exc}", file=sys.stderr)
+        return 2
+    from ..worker import load_toolsets
+
+    try:
+        tools = load_toolsets(",".join(args.toolset))
+    except (ValueError, TypeError, ImportError, AttributeError) as exc:
+        print(f"incremental serve: --toolset: {exc}", file=sys.stderr)
         return 2
     made_up = None
     if not tokens:
@@ -117,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(_serve(args, tokens, made_up))
+        asyncio.run(_serve(args, tokens, made_up, tools))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("stopped", flush=True)
     except RedisUnavailableError as exc:

@@ -15,7 +15,7 @@
 ``resume_run``   releases what the pause held, in order, and the pending continuation; the sealed turn's
                  deadline moves forward by the time it spent paused.
 
-Every function takes ``Services``, so they work on Redis and in process (``LocalServices``) alike.
+Every function takes ``Services``: a handler, a CLI or a ``Run`` handle can steer a run from anywhere.
 
 How a running job hears (module ``adapters._control``): ``listening`` runs a side task for as long as
 the job runs, following the run's control channel. A tool job runs its tool in a task of its own and
@@ -34,6 +34,7 @@ from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any
 
 from ..adapters._arq import ToolJob
+from ..events import CancelRequestedEvent, RunPausedEvent, RunResumedEvent
 from ..tools import ToolResult
 from ._flow import continue_run, end_run, enqueue_tool_job, finish_result
 from ._services import Services
@@ -64,7 +65,7 @@ async def cancel_run(svc: Services, run_id: str, reason: str = "cancelled by req
     if run is None or run.state != "running":
         return False
     turn = run.turn
-    await svc.events.append(run_id, "cancel_requested", turn=turn, target="run", reason=reason)
+    await svc.events.append(CancelRequestedEvent(run_id=run_id, turn=turn, target="run", reason=reason))
     # The order matters: the run ends (and its turn is blocked) before any running job is told, so a
     # result that a stopped tool records can never be the one that continues the turn.
     if not await end_run(svc, run_id, "cancelled", reason, turn=turn):
@@ -88,7 +89,7 @@ async def cancel_tool(
     if outcome == "finished":
         return outcome
     await svc.events.append(
-        run_id, "cancel_requested", turn=turn, target="tool", tool_use_id=tool_use_id, reason=reason
+        CancelRequestedEvent(run_id=run_id, turn=turn, target="tool", tool_use_id=tool_use_id, reason=reason)
     )
     if outcome == "signalled":
         await svc.control.send(run_id, "cancel_tool", tool_use_id=tool_use_id, reason=reason)
@@ -107,7 +108,7 @@ async def pause_run(svc: Services, run_id: str) -> bool:
     turn = await svc.store.pause(run_id)
     if turn is None:
         return False
-    await svc.events.append(run_id, "run_paused", turn=turn)
+    await svc.events.append(RunPausedEvent(run_id=run_id, turn=turn))
     return True
 
 
@@ -119,7 +120,7 @@ async def resume_run(svc: Services, run_id: str) -> bool:
         return False
     pending, turn, jobs = released
     await svc.events.append(
-        run_id, "run_resumed", turn=turn, released=len(jobs), continued=pending is not None
+        RunResumedEvent(run_id=run_id, turn=turn, released=len(jobs), continued=pending is not None)
     )
     for data in jobs:
         await enqueue_tool_job(svc, ToolJob.from_dict(data))

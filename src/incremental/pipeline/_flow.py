@@ -6,6 +6,20 @@ import json
 import time
 
 from ..adapters._arq import ToolJob
+from ..events import (
+    EVENT_MODELS,
+    RESULT_KIND,
+    ContinuationPausedEvent,
+    ContinuedEvent,
+    RunCompletedEvent,
+    RunEndedEvent,
+    RunFailedEvent,
+    ToolDuplicateResultEvent,
+    ToolEnqueuedEvent,
+    ToolPausedEvent,
+    ToolWaitingEvent,
+    TurnCompletedEvent,
+)
 from ..tools import Planned, ToolResult
 from ._services import Services
 
@@ -48,12 +62,13 @@ async def dispatch(
         may_run = await svc.store.chain_add(run_id, planned.concurrency_key, job.to_dict())
         if not may_run:
             await svc.events.append(
-                run_id,
-                "tool_waiting",
-                turn=turn,
-                tool_use_id=job.tool_use_id,
-                name=job.name,
-                concurrency_key=planned.concurrency_key,
+                ToolWaitingEvent(
+                    run_id=run_id,
+                    turn=turn,
+                    tool_use_id=job.tool_use_id,
+                    name=job.name,
+                    concurrency_key=planned.concurrency_key,
+                )
             )
             return
     await enqueue_tool_job(svc, job)
@@ -65,17 +80,18 @@ async def enqueue_tool_job(svc: Services, job: ToolJob) -> None:
     A pause that lands after the look at the flag is caught by ``run_tool``, which re-checks at start."""
     if await svc.store.is_paused(job.run_id) and await svc.store.hold_if_paused(job.run_id, job.to_dict()):
         await svc.events.append(
-            job.run_id, "tool_paused", turn=job.turn, tool_use_id=job.tool_use_id, name=job.name
+            ToolPausedEvent(run_id=job.run_id, turn=job.turn, tool_use_id=job.tool_use_id, name=job.name)
         )
         return
     created = await svc.enqueue_tool(job)
     await svc.events.append(
-        job.run_id,
-        "tool_enqueued",
-        turn=job.turn,
-        tool_use_id=job.tool_use_id,
-        name=job.name,
-        duplicate=not created,
+        ToolEnqueuedEvent(
+            run_id=job.run_id,
+            turn=job.turn,
+            tool_use_id=job.tool_use_id,
+            name=job.name,
+            duplicate=not created,
+        )
     )
 
 
@@ -96,27 +112,26 @@ async def finish_result(
     outcome = await svc.store.add_result(run_id, turn, result)
     if outcome == "dup":
         await svc.events.append(
-            run_id, "tool_duplicate_result", turn=turn, tool_use_id=result.tool_use_id, status=result.status
+            ToolDuplicateResultEvent(
+                run_id=run_id, turn=turn, tool_use_id=result.tool_use_id, status=result.status
+            )
         )
     else:
-        kind = {"ok": "tool_completed", "cancelled": "tool_cancelled", "refused": "tool_refused"}.get(
-            result.status, "tool_failed"
-        )
-        extra = {"after_cancel": True} if after_cancel else {}
-        await svc.events.append(
-            run_id,
-            kind,
-            turn=turn,
-            tool_use_id=result.tool_use_id,
-            name=result.name,
-            status=result.status,
-            is_error=result.is_error,
-            content=result.content[:500],
-            attempts=result.attempts,
-            started_at=result.started_at,
-            finished_at=result.finished_at,
-            **extra,
-        )
+        model = EVENT_MODELS[RESULT_KIND.get(result.status, "tool_failed")]
+        fields = {
+            "run_id": run_id,
+            "turn": turn,
+            "tool_use_id": result.tool_use_id,
+            "name": result.name,
+            "status": result.status,
+            "is_error": result.is_error,
+            "content": result.content[:500],
+            "attempts": result.attempts,
+            "started_at": result.started_at,
+            "finished_at": result.finished_at,
+            "after_cancel": after_cancel,
+        }
+        await svc.events.append(model.model_validate(fields))
     if key is not None:
         await advance_chain(svc, run_id, key, result.tool_use_id)
     if outcome == "continue":
@@ -160,13 +175,17 @@ async def continue_run(
         return "stopped"
     outcome = await svc.store.pend_continuation(run_id, next_turn, completed_by)
     if outcome == "pending":
-        await svc.events.append(run_id, "continuation_paused", turn=next_turn - 1, next_turn=next_turn)
+        await svc.events.append(
+            ContinuationPausedEvent(run_id=run_id, turn=next_turn - 1, next_turn=next_turn)
+        )
     if outcome != "go":
         return outcome
     decided_at = time.time()
     await svc.enqueue_stream_turn(run_id, next_turn)
     await _turn_completed(svc, run_id, next_turn - 1, completed_by)
-    await svc.events.append(run_id, "continued", turn=next_turn, trigger=trigger, decided_at=decided_at)
+    await svc.events.append(
+        ContinuedEvent(run_id=run_id, turn=next_turn, trigger=trigger, decided_at=decided_at)
+    )
     return outcome
 
 
@@ -196,29 +215,46 @@ async def _turn_completed(svc: Services, run_id: str, turn: int, trigger: str) -
     last_result_at = continued_at if trigger == "deadline" or not finished else max(finished)
     parallel = sealed_at + max(durations, default=0.0)
     await svc.events.append(
-        run_id,
-        "turn_completed",
-        turn=turn,
-        sealed_at=sealed_at,
-        last_result_at=last_result_at,
-        tools=len(expected),
-        tool_time_s=round(sum(durations), 6),
-        parallel_after_stream_end=parallel,
-        saved_s=round(parallel - last_result_at, 6),
-        trigger=trigger,
+        TurnCompletedEvent(
+            run_id=run_id,
+            turn=turn,
+            sealed_at=sealed_at,
+            last_result_at=last_result_at,
+            tools=len(expected),
+            tool_time_s=round(sum(durations), 6),
+            parallel_after_stream_end=parallel,
+            saved_s=round(parallel - last_result_at, 6),
+            trigger=trigger,
+        )
     )
 
 
-async def end_run(svc: Services, run_id: str, state: str, reason: str, *, turn: int) -> bool:
+async def end_run(
+    svc: Services, run_id: str, state: str, reason: str, *, turn: int, error_type: str | None = None
+) -> bool:
     """Final state of a run: completed, stopped (max_tokens, refusal, turn limit...), failed, cancelled.
 
-    Tools a pause was holding get their cancelled result here (nothing will release them now); a
-    continuation a pause was holding is dropped. False if the run had already ended.
+    ``error_type`` (failed runs) names the error class that failed it. Tools a pause was holding get
+    their cancelled result here (nothing will release them now); a continuation a pause was holding is
+    dropped. False if the run had already ended.
     """
     if not await svc.store.end_run(run_id, state, reason):
         return False
-    kind = "run_completed" if state == "completed" else "run_failed" if state == "failed" else "run_ended"
-    await svc.events.append(run_id, kind, turn=turn, state=state, reason=reason)
+    if state == "completed":
+        await svc.events.append(RunCompletedEvent(run_id=run_id, turn=turn, state="completed", reason=reason))
+    elif state == "failed":
+        await svc.events.append(
+            RunFailedEvent(run_id=run_id, turn=turn, state="failed", reason=reason, error_type=error_type)
+        )
+    else:
+        await svc.events.append(
+            RunEndedEvent(
+                run_id=run_id,
+                turn=turn,
+                state="cancelled" if state == "cancelled" else "stopped",
+                reason=reason,
+            )
+        )
     released = await svc.store.release(run_id, resume=False)
     for data in released[2] if released else []:
         job = ToolJob.from_dict(data)

@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import random
 import time
 from contextlib import AsyncExitStack
 from typing import Any
 
-from ..adapters._arq import ToolJob
-from ..adapters._messages_client import APIConnectionError, APIStatusError
+from ..adapters._arq import ToolJob, run_of_job
+from ..adapters._messages_client import APIError
 from ..core import (
     BlockStarted,
     Event,
@@ -39,12 +40,48 @@ from ..core import (
     ToolRejected,
     UpstreamError,
 )
-from ..tools import Planned, ToolContext, ToolResult, ToolSpec, execute, plan_call, refuse_rejected
+from ..events import (
+    ContinuationPausedEvent,
+    JobFailedEvent,
+    MessageStoppedEvent,
+    RequestSentEvent,
+    RunEventModel,
+    StreamClosedEvent,
+    StreamErrorInfo,
+    StreamFailedEvent,
+    StreamOpenedEvent,
+    StreamRetryEvent,
+    TextDeltaEvent,
+    ToolFieldCompletedEvent,
+    ToolHeldEvent,
+    ToolInputStartedEvent,
+    ToolPausedEvent,
+    ToolProgressEvent,
+    ToolReadyEvent,
+    ToolRejectedEvent,
+    ToolStartedEvent,
+    TurnDeadlineEvent,
+    TurnDeadlinePausedEvent,
+    TurnSealedEvent,
+)
+from ..tools import (
+    Planned,
+    ToolContext,
+    ToolRegistry,
+    ToolResult,
+    ToolSpec,
+    execute,
+    plan_call,
+    refuse_rejected,
+)
 from ._control import Interrupt, Interrupted, listening, run_cancel, tool_cancel
 from ._flow import advance_chain, continue_run, dispatch, end_run, finish_result, input_preview
-from ._services import Services, describe
+from ._run import RequestError, request_tools
+from ._services import Services, UnknownToolsetError, describe
 
-__all__ = ["monitor_turn", "run_tool", "stream_turn"]
+__all__ = ["monitor_turn", "run_tool", "stream_turn", "unreadable_job"]
+
+logger = logging.getLogger(__name__)
 
 # Stop reasons that end a run normally; any other non-tool_use reason ends it as "stopped".
 _FINISHED = {"end_turn", "stop_sequence"}
@@ -58,10 +95,15 @@ async def stream_turn(svc: Services, run_id: str, turn: int, generation: int = 0
     found the run paused); a job of an older generation does nothing."""
     try:
         return await _stream_turn(svc, run_id, turn, generation)
+    except (UnknownToolsetError, RequestError) as exc:  # the run asks for what this worker cannot give
+        reason = f"turn {turn} cannot start: {exc}"
+        await svc.store.block_continuation(run_id, turn, "failed", reason)
+        await end_run(svc, run_id, "failed", reason, turn=turn, error_type=type(exc).__name__)
+        return "failed"
     except Exception as exc:
         reason = f"turn {turn} failed unexpectedly: {type(exc).__name__}: {exc}"
         await svc.store.block_continuation(run_id, turn, "failed", reason)
-        await end_run(svc, run_id, "failed", reason, turn=turn)
+        await end_run(svc, run_id, "failed", reason, turn=turn, error_type=type(exc).__name__)
         raise
 
 
@@ -78,13 +120,18 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
     if opened == "stale":
         return "superseded"  # a resume enqueued a later generation of this job
     if opened == "paused":
-        await svc.events.append(run_id, "continuation_paused", turn=turn - 1, next_turn=turn)
+        await svc.events.append(ContinuationPausedEvent(run_id=run_id, turn=turn - 1, next_turn=turn))
         return "paused"
     if opened != "claimed":
         # This turn's stream was started before, by a worker that died. Streaming it again could run
         # its tools twice (a new response has new ids): fail the run instead.
         await end_run(
-            svc, run_id, "failed", f"the worker streaming turn {turn} stopped mid-stream", turn=turn
+            svc,
+            run_id,
+            "failed",
+            f"the worker streaming turn {turn} stopped mid-stream",
+            turn=turn,
+            error_type="StreamInterrupted",
         )
         return "stream already started"
     config = run.config
@@ -98,30 +145,27 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
         results = await svc.store.results(run_id, turn - 1)
         messages.append({"role": "user", "content": [results[i].to_block() for i in expected]})
         await svc.store.set_messages(run_id, messages)
-    request: dict[str, Any] = {
-        "model": config.get("model", "claude-sonnet-4-5"),
-        "max_tokens": int(config.get("max_tokens") or 8192),
-        "messages": messages,
-    }
-    tools = registry.api_tools(config.get("tools"))
+    request: dict[str, Any] = {**config.get("request", {}), "messages": messages}
+    tools = request_tools(request.pop("tools", None), registry)
     if tools:
         request["tools"] = tools
-    if config.get("system"):
-        request["system"] = config["system"]
+    betas: list[str] = list(config.get("betas") or [])
 
-    client = svc.client_for(run)
+    client = svc.client()
     interrupt = Interrupt()
     async with listening(svc, run_id, run_cancel, interrupt.fire):
         for attempt in range(1, _OVERLOAD_RETRIES + 2):
             turn_state = _TurnState(
                 svc, run_id, turn, registry, float(config.get("turn_timeout_s") or 300), messages
             )
-            since = {} if continued_at is None else {"since_continue_s": time.time() - continued_at}
-            await svc.events.append(run_id, "request_sent", turn=turn, attempt=attempt, **since)
+            since = None if continued_at is None else time.time() - continued_at
+            await svc.events.append(
+                RequestSentEvent(run_id=run_id, turn=turn, attempt=attempt, since_continue_s=since)
+            )
             try:
-                await turn_state.read(client, request, interrupt)
-            except (APIStatusError, APIConnectionError) as exc:
-                await turn_state.fail(f"{type(exc).__name__}: {exc}")
+                await turn_state.read(client, request, betas, interrupt)
+            except APIError as exc:
+                await turn_state.fail(f"{type(exc).__name__}: {exc}", type(exc).__name__)
                 return "api error"
             except Interrupted as stop:
                 return await turn_state.close(stop.reason)
@@ -129,7 +173,9 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
             overloaded = isinstance(error, UpstreamError) and error.error_type == "overloaded_error"
             if overloaded and not turn_state.dispatched and attempt <= _OVERLOAD_RETRIES:
                 # Nothing ran yet, so asking again cannot run a tool twice.
-                await svc.events.append(run_id, "stream_retry", turn=turn, reason=str(error), attempt=attempt)
+                await svc.events.append(
+                    StreamRetryEvent(run_id=run_id, turn=turn, reason=str(error), attempt=attempt)
+                )
                 try:
                     with interrupt.point():
                         await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
@@ -137,7 +183,7 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
                     return await turn_state.close(stop.reason)
                 continue
             if error is not None:
-                await turn_state.fail(str(error))
+                await turn_state.fail(str(error), type(error).__name__)
             return turn_state.outcome
     return turn_state.outcome
 
@@ -150,7 +196,7 @@ class _TurnState:
         svc: Services,
         run_id: str,
         turn: int,
-        registry: Any,
+        registry: ToolRegistry,
         timeout_s: float,
         messages: list[dict[str, Any]],
     ) -> None:
@@ -164,23 +210,28 @@ class _TurnState:
         self.names: dict[str, str] = {}
         self.outcome = "streaming"
 
-    async def log(self, kind: str, **fields: Any) -> None:
-        await self.svc.events.append(self.run_id, kind, turn=self.turn, **fields)
+    async def log(self, event: RunEventModel) -> None:
+        await self.svc.events.append(event)
 
-    async def read(self, client: Any, request: dict[str, Any], interrupt: Interrupt) -> None:
+    async def read(
+        self, client: Any, request: dict[str, Any], betas: list[str], interrupt: Interrupt
+    ) -> None:
         """Stream the response through the parser. Only the waits for the model (the response, each
         event) can be cut short by a cancel; handling an event always runs to its end."""
         async with AsyncExitStack() as stack:
             with interrupt.point():
-                stream = await stack.enter_async_context(client.stream(request))
-            await self.log("stream_opened", request_id=stream.request_id)
+                stream = await stack.enter_async_context(client.stream(request, betas=betas))
+            await self.log(
+                StreamOpenedEvent(run_id=self.run_id, turn=self.turn, request_id=stream.request_id)
+            )
             events = aiter(stream)
             while True:
                 with interrupt.point():
                     obj = await anext(events, None)
                 if obj is None:
                     break
-                for event in self.parser.feed_event(obj):
+                chunk = self.parser.feed(obj) if isinstance(obj, bytes) else self.parser.feed_event(obj)
+                for event in chunk:
                     await self.handle(event)
                 if self.parser.error is not None:
                     break
@@ -189,8 +240,9 @@ class _TurnState:
                 await self.handle(event)
 
     async def handle(self, event: Event) -> None:
+        run_id, turn = self.run_id, self.turn
         if isinstance(event, TextDelta):
-            await self.log("text_delta", index=event.index, text=event.text)
+            await self.log(TextDeltaEvent(run_id=run_id, turn=turn, index=event.index, text=event.text))
         elif isinstance(event, BlockStarted):
             if event.tool_id is not None:
                 self.names[event.tool_id] = event.tool_name or ""
@@ -199,42 +251,61 @@ class _TurnState:
                         self.run_id, self.turn, event.tool_id, event.tool_name or ""
                     )
                 await self.log(
-                    "tool_input_started",
-                    index=event.index,
-                    tool_use_id=event.tool_id,
-                    name=event.tool_name,
-                    server_side=event.block_type != "tool_use",
+                    ToolInputStartedEvent(
+                        run_id=run_id,
+                        turn=turn,
+                        index=event.index,
+                        tool_use_id=event.tool_id,
+                        name=event.tool_name,
+                        server_side=event.block_type != "tool_use",
+                    )
                 )
         elif isinstance(event, ToolFieldCompleted):
             await self.log(
-                "tool_field_completed",
-                tool_use_id=event.tool_id,
-                name=event.tool_name,
-                field=event.field,
-                value=describe(event.value),
+                ToolFieldCompletedEvent(
+                    run_id=run_id,
+                    turn=turn,
+                    tool_use_id=event.tool_id,
+                    name=event.tool_name,
+                    field=event.field,
+                    value=describe(event.value),
+                )
             )
         elif isinstance(event, ToolReady):
             await self.on_ready(event)
         elif isinstance(event, ToolRejected):
             result = refuse_rejected(event)
             await self.log(
-                "tool_rejected", tool_use_id=event.tool_id, name=event.tool_name, reason=event.reason
+                ToolRejectedEvent(
+                    run_id=run_id,
+                    turn=turn,
+                    tool_use_id=event.tool_id,
+                    name=event.tool_name,
+                    reason=event.reason,
+                )
             )
             await finish_result(self.svc, self.run_id, self.turn, result, key=None)
         elif isinstance(event, MessageStopped):
             await self.on_message_stop(event)
         elif isinstance(event, StreamFailed):
-            await self.log("stream_failed", error=event.error.to_dict())
+            await self.log(
+                StreamFailedEvent(
+                    run_id=run_id, turn=turn, error=StreamErrorInfo.model_validate(event.error.to_dict())
+                )
+            )
 
     async def on_ready(self, event: ToolReady) -> None:
         call = event.call
         ready_at = time.time()
         await self.log(
-            "tool_ready",
-            tool_use_id=call.id,
-            name=call.name,
-            index=call.index,
-            input_preview=input_preview(call.input),
+            ToolReadyEvent(
+                run_id=self.run_id,
+                turn=self.turn,
+                tool_use_id=call.id,
+                name=call.name,
+                index=call.index,
+                input_preview=input_preview(call.input),
+            )
         )
         planned = plan_call(call, self.registry)
         if isinstance(planned, ToolResult):
@@ -243,7 +314,15 @@ class _TurnState:
         if planned.policy == "after_message":
             self.held.append(planned)
             self.ready_at[call.id] = ready_at
-            await self.log("tool_held", tool_use_id=call.id, name=call.name, policy="after_message")
+            await self.log(
+                ToolHeldEvent(
+                    run_id=self.run_id,
+                    turn=self.turn,
+                    tool_use_id=call.id,
+                    name=call.name,
+                    policy="after_message",
+                )
+            )
             return
         self.dispatched = True
         await dispatch(self.svc, self.run_id, self.turn, planned, ready_at=ready_at)
@@ -253,7 +332,11 @@ class _TurnState:
         content = event.message.get("content", [])
         messages = [*self.messages, {"role": "assistant", "content": content}]
         await svc.store.set_messages(run_id, messages)
-        await self.log("message_stopped", stop_reason=event.stop_reason, usage=event.message.get("usage"))
+        await self.log(
+            MessageStoppedEvent(
+                run_id=run_id, turn=turn, stop_reason=event.stop_reason, usage=event.message.get("usage")
+            )
+        )
         if event.stop_reason != "tool_use":
             await self.cancel_held(f"not run: the message ended with stop_reason {event.stop_reason}")
             await svc.store.block_continuation(run_id, turn, "ended", str(event.stop_reason))
@@ -272,7 +355,7 @@ class _TurnState:
         await svc.store.update_turn(run_id, turn, names=json.dumps(names))
         deadline = time.time() + self.timeout_s
         outcome = await svc.store.seal(run_id, turn, expected, deadline)
-        await self.log("turn_sealed", expected=expected, deadline=deadline)
+        await self.log(TurnSealedEvent(run_id=run_id, turn=turn, expected=expected, deadline=deadline))
         self.outcome = "sealed"
         if outcome == "continue":
             await continue_run(svc, run_id, turn + 1, trigger="seal")
@@ -288,10 +371,10 @@ class _TurnState:
                 self.svc, self.run_id, self.turn, result.with_(finished_at=time.time()), key=None
             )
 
-    async def fail(self, reason: str) -> None:
+    async def fail(self, reason: str, error_type: str) -> None:
         """The stream did not end with tool_use: nothing continues; queued tools will see the run ended."""
         await self.svc.store.block_continuation(self.run_id, self.turn, "failed", reason)
-        await end_run(self.svc, self.run_id, "failed", reason, turn=self.turn)
+        await end_run(self.svc, self.run_id, "failed", reason, turn=self.turn, error_type=error_type)
         await self.cancel_held(f"not run: the model stream failed ({reason})")
         self.outcome = "failed"
 
@@ -299,7 +382,7 @@ class _TurnState:
         """The run was cancelled and the stream closed early (``cancel_run`` ended the run already)."""
         if self.outcome != "streaming":
             return self.outcome  # the message had stopped and the turn was sealed: nothing was cut
-        await self.log("stream_closed", reason=reason)
+        await self.log(StreamClosedEvent(run_id=self.run_id, turn=self.turn, reason=reason))
         await self.svc.store.block_continuation(self.run_id, self.turn, "cancelled", reason)
         await self.cancel_held(f"not run: the run was cancelled before the message ended ({reason})")
         self.outcome = "cancelled"
@@ -331,7 +414,7 @@ async def _run_tool(svc: Services, job: ToolJob) -> str:
         again = dataclasses.replace(job, generation=job.generation + 1)
         if await svc.store.hold_if_paused(run_id, again.to_dict()):
             await svc.events.append(
-                run_id, "tool_paused", turn=turn, tool_use_id=job.tool_use_id, name=job.name
+                ToolPausedEvent(run_id=run_id, turn=turn, tool_use_id=job.tool_use_id, name=job.name)
             )
             return "paused"
         verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation)
@@ -366,17 +449,20 @@ async def _run_tool(svc: Services, job: ToolJob) -> str:
         await finish_result(svc, run_id, turn, result, key=job.concurrency_key)
         return "refused"
     await svc.events.append(
-        run_id,
-        "tool_started",
-        turn=turn,
-        tool_use_id=job.tool_use_id,
-        name=job.name,
-        attempt=attempt,
-        ready_at=job.ready_at,
+        ToolStartedEvent(
+            run_id=run_id,
+            turn=turn,
+            tool_use_id=job.tool_use_id,
+            name=job.name,
+            attempt=attempt,
+            ready_at=job.ready_at,
+        )
     )
 
     async def progress(update: dict[str, Any]) -> None:
-        await svc.events.append(run_id, "tool_progress", turn=turn, tool_use_id=job.tool_use_id, **update)
+        await svc.events.append(
+            ToolProgressEvent(run_id=run_id, turn=turn, tool_use_id=job.tool_use_id, **update)
+        )
 
     ctx = ToolContext(
         tool_use_id=job.tool_use_id,
@@ -384,6 +470,7 @@ async def _run_tool(svc: Services, job: ToolJob) -> str:
         run_id=run_id,
         attempt=attempt,
         workspace=svc.workspace_for(run),
+        state=svc.state,
         progress_sink=progress,
     )
     result, told = await _execute_listening(svc, job, spec, ctx)
@@ -492,7 +579,7 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
         outcome = await svc.store.expire_turn(run_id, turn, missing, seen_deadline=record.get("deadline"))
         if outcome == "continue":
             await svc.events.append(
-                run_id, "turn_deadline", turn=turn, missing=[m.tool_use_id for m in missing]
+                TurnDeadlineEvent(run_id=run_id, turn=turn, missing=[m.tool_use_id for m in missing])
             )
             await continue_run(svc, run_id, turn + 1, trigger="deadline")
             return "deadline"
@@ -502,11 +589,9 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
         # moved it since the read. Look again later.
         if outcome == "held":
             await svc.events.append(
-                run_id,
-                "turn_deadline_paused",
-                turn=turn,
-                deadline=deadline,
-                waiting=[m.tool_use_id for m in missing],
+                TurnDeadlinePausedEvent(
+                    run_id=run_id, turn=turn, deadline=deadline, waiting=[m.tool_use_id for m in missing]
+                )
             )
         await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s)
         return "paused" if outcome != "moved" else "waiting"
@@ -515,3 +600,24 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
     )
     await svc.enqueue_monitor(run_id, turn, check + 1, wait)
     return "waiting"
+
+
+async def unreadable_job(svc: Services, job_id: str, why: str) -> str:
+    """A job whose payload could not be read (``adapters._arq.json_deserializer``): fail the run its id
+    names, with a ``job_failed`` event and a final event that say why, rather than leave it waiting."""
+    named = run_of_job(job_id)
+    if named is None:
+        logger.error("job %s could not be read and names no run of ours: %s", job_id, why)
+        return "not ours"
+    run_id, turn = named
+    run = await svc.store.run(run_id)
+    if run is None:
+        return "no such run"
+    turn = run.turn if turn is None else turn
+    await svc.events.append(
+        JobFailedEvent(run_id=run_id, turn=turn, job_id=job_id, error=f"UnreadableJobError: {why}")
+    )
+    reason = f"job {job_id} could not be read: {why}"
+    await svc.store.block_continuation(run_id, turn, "failed", reason)
+    await end_run(svc, run_id, "failed", reason, turn=turn, error_type="UnreadableJobError")
+    return "failed the run"

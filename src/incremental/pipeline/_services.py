@@ -1,9 +1,14 @@
-"""What the jobs need, gathered once per worker process: Redis, the store, the event log, tools, clients."""
+"""What the jobs need, gathered once per worker process: Redis, the store, the event log, tools, a model.
+
+A worker is built from the user's own code (``incremental.worker.settings`` or ``Runner``): its tool
+sets by name, its model client, and the shared state its start-up hook filled. None of that is ever in
+Redis: a run names a tool set, never an import path or a credential, because runs can come from HTTP
+requests.
+"""
 
 from __future__ import annotations
 
-import importlib
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,27 +17,15 @@ import httpx
 from arq.connections import ArqRedis
 
 from ..adapters import _arq
-from ..adapters._control import ControlChannel, RedisControl
+from ..adapters._control import RedisControl
 from ..adapters._eventlog import EventLog
 from ..adapters._messages_client import MessagesClient
+from ..adapters._model_clients import ModelClient
 from ..adapters._store import RunRecord, TurnStore
+from ..exceptions import UnknownToolsetError
 from ..tools import ToolRegistry, simulated_registry
 
-__all__ = ["DEFAULT_TOOLSETS", "Services", "env_toolsets", "shared_http_client"]
-
-# Tool sets a run may name. A run names a key, never an import path: runs can come from HTTP requests.
-DEFAULT_TOOLSETS = {"app": "workers.app_tools:registry"}
-
-
-def env_toolsets() -> dict[str, str]:
-    """Extra tool sets from ``INCREMENTAL_TOOLSETS``: ``name=module:attr,name2=module:attr``."""
-    found = {}
-    for item in filter(
-        None, (part.strip() for part in os.environ.get("INCREMENTAL_TOOLSETS", "").split(","))
-    ):
-        name, _, path = item.partition("=")
-        found[name.strip()] = path.strip()
-    return found
+__all__ = ["Services", "UnknownToolsetError", "describe", "shared_http_client"]
 
 
 def shared_http_client() -> httpx.AsyncClient:
@@ -42,33 +35,30 @@ def shared_http_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=None)
 
 
-def _load_registry(path: str) -> ToolRegistry:
-    module_name, _, attr = path.partition(":")
-    registry = getattr(importlib.import_module(module_name), attr or "registry")
-    if not isinstance(registry, ToolRegistry):
-        raise TypeError(f"{path} is not a ToolRegistry")
-    return registry
-
-
 @dataclass
 class Services:
-    """The arq flavour: Redis store, event log and control channel, arq queue. ``LocalServices`` swaps
-    all four for in-memory ones."""
+    """Redis store, event log, control channel and arq queue; the worker's tool sets and model client.
+
+    ``model_client``: None means the built-in ``MessagesClient``, configured from the environment
+    (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) when it is first needed. ``state`` is what the
+    tools see as ``ToolContext.state``.
+    """
 
     pool: ArqRedis
-    toolsets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOOLSETS))
+    registries: Mapping[str, ToolRegistry] = field(default_factory=dict)
+    model_client: ModelClient | None = None
+    state: dict[str, Any] = field(default_factory=dict)
     monitor_interval_s: float = 2.0
-    _registries: dict[str, ToolRegistry] = field(default_factory=dict)
-    _clients: dict[str, MessagesClient] = field(default_factory=dict)
+    _simulated: dict[str, ToolRegistry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.store: TurnStore = TurnStore(self.pool)
         self.events: EventLog = EventLog(self.pool)
-        self.control: ControlChannel = RedisControl(self.pool)
-        self.toolsets.update(env_toolsets())
-        self._http = shared_http_client()
+        self.control: RedisControl = RedisControl(self.pool)
+        self._own_client: MessagesClient | None = None
+        self._http: httpx.AsyncClient | None = None
 
-    # ------------------------------------------------------------ queueing (the in-process runner overrides)
+    # ------------------------------------------------------------ queueing
 
     async def enqueue_tool(self, job: _arq.ToolJob) -> bool:
         return await _arq.enqueue_tool(self.pool, job)
@@ -79,38 +69,58 @@ class Services:
     async def enqueue_monitor(self, run_id: str, turn: int, check: int, defer_s: float) -> bool:
         return await _arq.enqueue_monitor(self.pool, run_id, turn, check, defer_s)
 
+    # ------------------------------------------------------------ what a run uses
+
     def registry_for(self, run: RunRecord) -> ToolRegistry:
-        config = run.config
-        name = str(config.get("toolset") or "app")
-        if name not in self._registries:
-            if name not in self.toolsets:
-                raise KeyError(f"unknown toolset {name!r}; this worker has {sorted(self.toolsets)}")
-            self._registries[name] = _load_registry(self.toolsets[name])
-        registry = self._registries[name]
-        simulate = config.get("simulate_s")
-        if simulate is not None:
-            key = f"{name}:simulate:{simulate}"
-            if key not in self._registries:
-                self._registries[key] = simulated_registry(float(simulate), base=registry)
-            registry = self._registries[key]
-        return registry
+        """The tool set the run names; with ``simulate_s``, its simulated twin."""
+        name = run.config.get("toolset")
+        if name is None:
+            if len(self.registries) != 1:
+                raise UnknownToolsetError(
+                    "the run names no tool set and this worker has "
+                    + (
+                        f"several ({', '.join(sorted(self.registries))}): name one"
+                        if self.registries
+                        else "none"
+                    )
+                )
+            [name] = self.registries
+        registry = self.registries.get(str(name))
+        if registry is None:
+            raise UnknownToolsetError(
+                f"the run names tool set {name!r}; this worker has "
+                f"{', '.join(repr(n) for n in sorted(self.registries)) or 'none'}"
+            )
+        simulate = run.config.get("simulate_s")
+        if simulate is None:
+            return registry
+        key = f"{name}:{float(simulate)!r}"
+        if key not in self._simulated:
+            self._simulated[key] = simulated_registry(float(simulate), base=registry)
+        return self._simulated[key]
 
     @staticmethod
     def workspace_for(run: RunRecord) -> Path | None:
         workspace = run.config.get("workspace")
         return Path(workspace) if workspace else None
 
-    def client_for(self, run: RunRecord) -> MessagesClient:
-        base_url = str(run.config.get("api_base_url") or "https://api.anthropic.com")
-        if base_url not in self._clients:
-            self._clients[base_url] = MessagesClient(base_url=base_url, http=self._http)
-        return self._clients[base_url]
+    def client(self) -> ModelClient:
+        """The worker's model client (the built-in one, made on first use, when none was given)."""
+        if self.model_client is not None:
+            return self.model_client
+        if self._own_client is None:
+            self._http = shared_http_client()
+            self._own_client = MessagesClient(http=self._http)
+        return self._own_client
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
-        await self._http.aclose()
+        """Close what these services opened (a model client passed in is its owner's to close)."""
+        if self._own_client is not None:
+            await self._own_client.aclose()
+            self._own_client = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         await self.control.aclose()
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -35,11 +34,13 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..adapters._arq import connect
 from ..adapters._eventlog import EventLog, parse_id
 from ..adapters._metrics import MetricsStore
 from ..adapters._store import RunRecord, _a
-from ..pipeline import RunConfig, Services, cancel_run, cancel_tool, pause_run, resume_run, start_run
+from ..exceptions import RequestError
+from ..pipeline import cancel_run, cancel_tool, pause_run, resume_run
+from ..pipeline._run import new_run_id
+from ..runner import Runner
 from ._auth import Auth, Principal
 from ._config import ServiceConfig
 from ._errors import ApiError, exception_handlers
@@ -63,8 +64,14 @@ class _State:
         self.metrics = ServiceMetrics()
 
     async def start(self) -> None:
-        self.pool = await connect(self.config.redis_url)
-        self.services = Services(self.pool)
+        self._own_runner = self.config.runner is None
+        if self.config.runner is None:
+            self.runner = Runner(tools=self.config.tools, redis_url=self.config.redis_url, workers=0)
+            await self.runner.open()
+        else:
+            self.runner = self.config.runner
+        self.pool = self.runner.pool
+        self.services = self.runner._services()
         self.log = EventLog(self.pool, **self.config.event_log)
         self.services.events = self.log
         # The feeds' blocking reads get their own connections with a read timeout: a half-open
@@ -82,8 +89,8 @@ class _State:
     async def stop(self) -> None:
         await self.fanout.aclose()
         await self.feed_redis.aclose()
-        await self.services.aclose()
-        await self.pool.aclose()
+        if self._own_runner:
+            await self.runner.aclose()
 
 
 def _state(request: Request) -> _State:
@@ -155,45 +162,39 @@ async def create_run(request: Request) -> Response:
     except ValidationError as exc:
         raise ApiError(400, describe_validation_error(exc)) from None
     cfg = state.config
-    registry = state.services.registry_for(RunRecord(config={"toolset": cfg.toolset}))
-    if body.tools is not None:
-        unknown = sorted(set(body.tools) - set(registry.names()))
-        if unknown:
-            raise ApiError(400, f"unknown tools {unknown}; this service has {registry.names()}")
-    run_id = f"run_{uuid.uuid4().hex[:20]}"
+    toolset = body.toolset or cfg.toolset
+    if toolset is None and len(cfg.tools) == 1:
+        [toolset] = cfg.tools
+    if toolset not in cfg.tools:
+        raise ApiError(400, f"toolset: no tool set {toolset!r}; this service has {sorted(cfg.tools)}")
+    fields = body.request()
+    fields.setdefault("model", cfg.default_model)
+    fields.setdefault("max_tokens", cfg.default_max_tokens)
+    run_id = new_run_id()
     workspace = None
     if cfg.workspace_root is not None:
         path = Path(cfg.workspace_root) / run_id
         path.mkdir(parents=True, exist_ok=True)
-        if cfg.seed_starter:
-            from workers.app_tools import seed_vite_starter  # the project's app tools
-
-            seed_vite_starter(path)
+        if cfg.prepare_workspace is not None:
+            cfg.prepare_workspace(path)
         workspace = str(path)
-    config = RunConfig(
-        model=body.model or cfg.default_model,
-        max_tokens=body.max_tokens,
-        system=body.system,  # type: ignore[arg-type]  # a string or a list of blocks: passed through
-        tools=body.tools,
-        toolset=cfg.toolset,
-        api_base_url=cfg.api_base_url,
-        max_turns=body.limits.max_turns,
-        turn_timeout_s=body.limits.turn_timeout_s,
-        simulate_s=cfg.simulate_s,
-        workspace=workspace,
-        meta={**(body.metadata or {}), "owner": principal.name},
-    )
     watch_token, watch_sha = Auth.new_watch_token(run_id)
     now = time.time()
-    await _a(
-        state.pool.hset(
-            state.services.store.run_key(run_id),
-            mapping={"owner": principal.name, "watch_sha256": watch_sha, "model": config.model},
+    try:
+        await state.runner.start(
+            [m.model_dump(exclude_none=True) for m in body.messages],
+            run_id=run_id,
+            _record={"owner": principal.name, "watch_sha256": watch_sha, "model": str(fields["model"])},
+            toolset=toolset,
+            max_turns=body.limits.max_turns,
+            turn_timeout_s=body.limits.turn_timeout_s,
+            simulate_s=cfg.simulate_s,
+            workspace=workspace,
+            tags={**(body.tags or {}), "owner": principal.name},
+            **fields,
         )
-    )
-    await start_run(
-        state.pool, config, [m.model_dump(exclude_none=True) for m in body.messages], run_id=run_id
-    )
+    except RequestError as exc:
+        raise ApiError(400, str(exc)) from None
     await state.pool.zadd(f"inc:runs:{principal.name}", {run_id: now})
     url = f"/v1/runs/{run_id}"
     return JSONResponse(

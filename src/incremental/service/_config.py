@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..runner import Runner
+    from ..tools import ToolRegistry
 
 __all__ = ["ServiceConfig"]
 
@@ -13,15 +18,17 @@ __all__ = ["ServiceConfig"]
 class ServiceConfig:
     redis_url: str
     tokens: dict[str, str]  # principal name -> service token
-    api_base_url: str = "https://api.anthropic.com"  # where runs' model requests go; never set by clients
-    toolset: str = "app"
+    tools: Mapping[str, ToolRegistry] = field(default_factory=dict)  # the tool sets runs may name
+    toolset: str | None = None  # the tool set of a run that names none (None: the only one, if one)
+    runner: Runner | None = None  # an open Runner on redis_url to start runs with (None: the app's own)
     simulate_s: float | None = None  # run every tool as a simulated job of this many seconds
     workspace_root: Path | None = None  # each run works in workspace_root/{run_id}
-    seed_starter: bool = False  # give each new workspace the Vite starter (the demo recording edits it)
+    prepare_workspace: Callable[[Path], object] | None = None  # fills each new workspace (the demo's starter)
     demo_request: dict[str, Any] | None = None  # what GET /v1/demo answers; None: 404
     heartbeat_s: float = 15.0
     send_timeout_s: float = 30.0  # a client that takes longer to accept one write is cut off
     max_pending_events: int = 2000  # per watcher, before it is cut off
     max_body_bytes: int = 4 * 1024 * 1024
     default_model: str = "claude-sonnet-4-5"
+    default_max_tokens: int = 8192
     event_log: dict[str, Any] = field(default_factory=dict)  # EventLog options (maxlen, exact_trim...)

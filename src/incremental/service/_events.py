@@ -25,8 +25,8 @@ from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..adapters._eventlog import HIGH_VOLUME_KINDS, EventLog, compare_ids
+from ..pipeline._view import RunView
 from ._fanout import Entry, Subscriber, SubscriberCutOff, WatchFailed, entries_from
-from ._view import RunView
 
 if TYPE_CHECKING:
     from ._app import _State

@@ -1,4 +1,10 @@
-"""The body of ``POST /v1/runs``, validated: anything else gets a 400 that names the field."""
+"""The body of ``POST /v1/runs``, validated: anything else gets a 400 that names the field.
+
+A body is a Messages API request (every field but ``stream``, passed to the model verbatim: ``model``,
+``max_tokens``, ``system``, ``tools`` as names of the tool set or definitions, ``temperature``,
+``tool_choice``, ``thinking``, ``metadata``, and fields the API adds later) plus the run's own options:
+``toolset``, ``limits`` (``max_turns``, ``turn_timeout_s``) and ``tags`` (kept with the run, never sent).
+"""
 
 from __future__ import annotations
 
@@ -26,21 +32,26 @@ class Limits(BaseModel):
 
 
 class CreateRun(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")  # the request's other fields pass through to the model
 
     messages: list[Message] = Field(min_length=1)
-    model: str | None = Field(None, min_length=1, max_length=200)
-    system: str | list[dict[str, Any]] | None = None
-    tools: list[str] | None = Field(None, description="tool names from the service's tool set; all if absent")
-    max_tokens: int = Field(8192, ge=1, le=200_000)
+    toolset: str | None = Field(
+        None, min_length=1, max_length=200, description="one of the service's tool sets"
+    )
     limits: Limits = Field(default_factory=lambda: Limits.model_validate({}))
-    metadata: dict[str, str | int | float | bool] | None = None
+    tags: dict[str, str | int | float | bool] | None = Field(
+        None, description="kept with the run; never sent"
+    )
 
     @model_validator(mode="after")
     def _starts_with_user(self) -> CreateRun:
         if self.messages[0].role != "user":
             raise ValueError("messages[0] must be a user message")
         return self
+
+    def request(self) -> dict[str, Any]:
+        """The pass-through request fields, as the client sent them."""
+        return dict(self.model_extra or {})
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -6,10 +6,15 @@
         print(service.url)
 
 - Redis: ``redis_url``, else ``$REDIS_URL``, else a private ``redis-server`` for the service's life.
+- Tool sets: ``tools`` by name (and ``INCREMENTAL_TOOLSETS``); runs name one (``toolset``).
 - Workers: ``workers`` in-process arq workers (default: 2 with a private Redis, 0 with yours, where
-  your own ``arq workers.settings.WorkerSettings`` processes do the work).
+  your own worker processes, built with ``incremental.worker.settings``, do the work). Their model
+  client is ``model_client``, else the built-in one on ``api_base_url``.
 - ``demo``: a loopback fake Messages API plays the recorded 8-tool app-builder conversation; every run
-  goes to it, and each run's workspace starts as the Vite starter project the recording edits.
+  goes to it, runs use the app-builder tool set, and each run's workspace starts as the Vite starter
+  project the recording edits.
+
+Runs are started through the same ``Runner`` as any backend's.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arq.connections import RedisSettings
-from arq.worker import Worker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .._serving import LoopbackServer, start_server
-from ..adapters._redis_server import RedisServer, RedisUnavailableError
+from ..adapters._messages_client import MessagesClient
+from ..adapters._redis_server import RedisServer
+from ..exceptions import RedisUnavailableError
 from ..fake_api import FakeMessagesAPI
+from ..runner import Runner
+from ..tools import ToolRegistry
 from ._app import create_app
 from ._config import ServiceConfig
 
@@ -46,10 +53,13 @@ class ServeOptions:
     port: int = 8000
     redis_url: str | None = None
     workers: int | None = None
+    tools: dict[str, ToolRegistry] = field(default_factory=dict)
+    toolset: str | None = None
+    model_client: Any = None
     demo: bool = False
     speed: float = 1.0  # demo playback speed
     simulate_s: float | None = None
-    api_base_url: str = "https://api.anthropic.com"
+    api_base_url: str | None = None  # the built-in client's; None: $ANTHROPIC_BASE_URL or the real API
     workspace_root: str | None = None
     heartbeat_s: float = 15.0
     send_timeout_s: float = 30.0
@@ -66,7 +76,8 @@ class Service:
         self.app: Any = None
         self._redis: RedisServer | None = None
         self._api: FakeMessagesAPI | None = None
-        self._workers: list[Worker] = []
+        self._runner: Runner | None = None
+        self._client: MessagesClient | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._server: LoopbackServer | None = None
         self._workspace: tempfile.TemporaryDirectory[str] | None = None
@@ -80,39 +91,52 @@ class Service:
         self.redis_url = url
         await _check_redis(url)
         n_workers = opts.workers if opts.workers is not None else (2 if self._redis is not None else 0)
-        api_base_url = opts.api_base_url
+        tools = dict(opts.tools)
+        toolset = opts.toolset
+        model_client = opts.model_client
         demo_request = None
+        prepare = None
         if opts.demo:
+            from workers.app_tools import registry as app_registry
+            from workers.app_tools import seed_vite_starter
+
+            tools.setdefault("app", app_registry)
+            toolset = toolset or "app"
+            prepare = seed_vite_starter
             self._api = FakeMessagesAPI(list(DEMO_FILES), speed=opts.speed)
             await self._api.start()
-            api_base_url = self._api.url
+            model_client = self._client = MessagesClient(base_url=self._api.url, api_key="demo")
             demo_request = {
                 "model": "claude-sonnet-4-5",
+                "max_tokens": 8192,
                 "messages": [{"role": "user", "content": "Build me a todo app with Vite and React."}],
+                "toolset": "app",
                 "limits": {"max_turns": len(DEMO_FILES)},
-                "metadata": {"demo": "app_builder_8_tools"},
+                "tags": {"demo": "app_builder_8_tools"},
             }
+        elif model_client is None and opts.api_base_url is not None:
+            model_client = self._client = MessagesClient(base_url=opts.api_base_url)
         workspace_root = opts.workspace_root
         if workspace_root is None:
             self._workspace = tempfile.TemporaryDirectory(prefix="incremental-serve-")
             workspace_root = self._workspace.name
-        from workers.settings import worker_options  # the project's worker set
-
-        for _ in range(n_workers):
-            worker = Worker(
-                **worker_options(poll_delay=opts.poll_delay_s),
-                redis_settings=RedisSettings.from_dsn(url),
-                handle_signals=False,
-            )
-            self._workers.append(worker)
-            self._tasks.append(asyncio.create_task(worker.async_run(), name="incremental-worker"))
+        self._runner = Runner(
+            tools=tools,
+            redis_url=url,
+            workers=n_workers,
+            model_client=model_client,
+            poll_delay=opts.poll_delay_s,
+        )
+        await self._runner.open()
         config = ServiceConfig(
             redis_url=url,
             tokens=opts.tokens,
-            api_base_url=api_base_url,
+            tools=self._runner.tools,
+            toolset=toolset,
+            runner=self._runner,
             simulate_s=opts.simulate_s,
             workspace_root=Path(workspace_root),
-            seed_starter=opts.demo,
+            prepare_workspace=prepare,
             demo_request=demo_request,
             heartbeat_s=opts.heartbeat_s,
             send_timeout_s=opts.send_timeout_s,
@@ -141,7 +165,7 @@ class Service:
     @property
     def workers(self) -> int:
         """In-process arq workers running."""
-        return len(self._workers)
+        return self._runner.workers if self._runner is not None else 0
 
     def request_stop(self) -> None:
         """Ask the HTTP server to finish (``wait()`` then returns); safe from a signal handler."""
@@ -149,21 +173,22 @@ class Service:
             self._server.should_exit = True
 
     async def stop(self) -> None:
-        from ..replay import _stop_worker
-
         if self._server is not None:
             self._server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._tasks[-1]
             self._server = None
-        for worker in self._workers:
-            await _stop_worker(worker)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._workers.clear()
         self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.aclose()
+            self._runner = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
         if self._api is not None:
             await self._api.stop()
             self._api = None

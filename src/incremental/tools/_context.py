@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core import IncrementalError
+from ..exceptions import RetryableToolError, ToolError
 
 __all__ = ["ProgressSink", "RetryableToolError", "ToolContext", "ToolError"]
 
@@ -28,14 +28,6 @@ logger = logging.getLogger(__name__)
 
 # Receives {"stage": str, "fraction": float | None, "message": str | None} for each progress report.
 ProgressSink = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class ToolError(IncrementalError):
-    """The tool failed in a way the model should read. Its message becomes the tool_result's content."""
-
-
-class RetryableToolError(ToolError):
-    """A transient failure: the call is tried again, up to ``spec.retries`` extra times, with backoff."""
 
 
 @dataclass

@@ -1,17 +1,33 @@
-"""A run's state, folded from its event log: what ``GET /v1/runs/{id}`` answers and a snapshot carries.
+"""The one reducer of a run's event log: its state, every tool's status and timings, each turn.
 
-Pure: fed events (dicts, in log order), it keeps every tool's status and timings, each turn's text and
-the run's state. Events written by different processes can land slightly out of causal order (a worker
-may log ``tool_started`` a moment before the dispatcher logs ``tool_enqueued``), so a tool's status
-never moves backwards: a finished tool stays finished, and a running one ignores a late "queued".
+Everything that shows or returns a run folds its log here: ``GET /v1/runs/{id}`` and the service's
+snapshots (``to_dict``), ``RunResult`` and ``incremental replay``'s live table and ``--json`` summary
+(``summary``). Pure: fed events (dicts or ``incremental.events`` models, in log order).
+
+Events written by different processes can land slightly out of causal order (a worker may log
+``tool_started`` a moment before the dispatcher logs ``tool_enqueued``), so a tool's status never moves
+backwards: a finished tool stays finished, and a running one ignores a late "queued".
+
+The summary's counterfactuals, per turn that asked for tools, with D the stream's duration (request
+sent to message_stop), d_i each tool's run time and r_i when it was ready (from the request)::
+
+    sequential after the stream   D + sum(d_i)
+    parallel after the stream     D + max(d_i)
+    ideal                         max(D, max(r_i + d_i))
+
+A turn without tools costs D in all three. The run's figures add its turns up; times in the summary are
+seconds from the run's start.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["IN_FLIGHT", "RunView", "ToolView"]
+from ..events import RUN_FINAL_KINDS, TOOL_RESULT_KINDS, RunEventModel, to_entry
+
+__all__ = ["IN_FLIGHT", "RunView", "ToolView", "TurnView", "summarize"]
 
 # Where a tool can be before it runs, in the order it usually passes them.
 _BEFORE_RUNNING = {"streaming": 0, "ready": 1, "held": 2, "waiting": 2, "paused": 2, "queued": 3}
@@ -21,6 +37,7 @@ _FINAL = {
     "tool_cancelled": "cancelled",
     "tool_refused": "refused",
 }
+assert set(_FINAL) == TOOL_RESULT_KINDS
 _STEP = {
     "tool_ready": "ready",
     "tool_held": "held",
@@ -31,6 +48,7 @@ _STEP = {
 # Dispatched and not finished: the run's watchers wait for these before calling the run settled.
 IN_FLIGHT = frozenset({"ready", "held", "waiting", "paused", "queued", "running"})
 _RESULT_PREVIEW = 2000
+_DISPATCH = {"tool_started", "tool_rejected"}
 
 
 @dataclass
@@ -52,6 +70,12 @@ class ToolView:
     is_error: bool | None = None
     result: str | None = None
     after_cancel: bool = False
+    result_status: str | None = None  # the ToolResult's status (ok, error, timeout...), once recorded
+    executions: int = 0  # tool_started events: more than one after a redelivery
+    reported_at: float | None = None  # when its result event was logged
+    concurrency_key: str | None = None
+    last_field: str | None = None  # "path: src/App.tsx", the latest field completed while streaming
+    dispatched: bool = False  # it reached planning (ready or rejected) or a worker
 
     @property
     def final(self) -> bool:
@@ -94,6 +118,16 @@ class ToolView:
 
 
 @dataclass
+class TurnView:
+    turn: int
+    request_at: float | None = None  # the first request_sent
+    stream_end_at: float | None = None  # message_stopped
+    stop_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    tools: list[str] = field(default_factory=list)  # tool_use ids, in the order they were seen
+
+
+@dataclass
 class RunView:
     run_id: str
     state: str = "unknown"
@@ -110,6 +144,16 @@ class RunView:
     last_id: str | None = None
     events: int = 0
     stream_open: bool = False  # a model request went out and its stream has not ended yet
+    error_type: str | None = None
+    turns: dict[int, TurnView] = field(default_factory=dict)
+    first_ts: float | None = None
+
+    @classmethod
+    def fold(cls, run_id: str, events: Iterable[Mapping[str, Any] | RunEventModel]) -> RunView:
+        view = cls(run_id)
+        for event in events:
+            view.apply(event)
+        return view
 
     @property
     def settled(self) -> bool:
@@ -122,13 +166,20 @@ class RunView:
             and not any(t.status in IN_FLIGHT for t in self.tools.values())
         )
 
-    def _turn(self, turn: int) -> None:
+    @property
+    def ended(self) -> bool:
+        return self.state not in {"running", "unknown"}
+
+    def _turn(self, turn: int) -> TurnView:
         self.turn = max(self.turn, turn)
         while len(self.text) <= turn:
             self.text.append("")
             self.stop_reasons.append(None)
+        if turn not in self.turns:
+            self.turns[turn] = TurnView(turn)
+        return self.turns[turn]
 
-    def _tool(self, event: dict[str, Any]) -> ToolView | None:
+    def _tool(self, event: Mapping[str, Any]) -> ToolView | None:
         tool_id = event.get("tool_use_id")
         if not isinstance(tool_id, str):
             return None
@@ -141,28 +192,43 @@ class RunView:
             tool.name = str(event["name"])
         return tool
 
-    def apply(self, event: dict[str, Any], entry_id: str | None = None) -> None:
+    def apply(self, event: Mapping[str, Any] | RunEventModel, entry_id: str | None = None) -> None:
+        if isinstance(event, RunEventModel):
+            event = to_entry(event)
         self.events += 1
         if entry_id is not None:
             self.last_id = entry_id
         kind = event.get("kind")
         ts = event.get("ts")
-        if isinstance(event.get("turn"), int):
-            self._turn(event["turn"])
+        if self.first_ts is None and isinstance(ts, int | float):
+            self.first_ts = float(ts)
+        turn_view = self._turn(event["turn"]) if isinstance(event.get("turn"), int) else self._turn(0)
+        tool_id = event.get("tool_use_id")
+        if isinstance(tool_id, str) and (kind in _STEP or kind in _FINAL or kind in _DISPATCH):
+            tool = self._tool(event)
+            if tool is not None and not tool.dispatched:
+                tool.dispatched = True
+            counted = kind in ("tool_ready", "tool_rejected") or kind in _FINAL
+            if counted and tool_id not in turn_view.tools:
+                turn_view.tools.append(tool_id)
         if kind == "run_started":
             self.state = "running"
             self.created_at = ts
             config = event.get("config") or {}
-            self.model = config.get("model") if isinstance(config, dict) else None
-        elif kind in {"run_completed", "run_failed", "run_ended"}:
-            self.state = str(event.get("state") or kind.removeprefix("run_"))
+            request = config.get("request") if isinstance(config, dict) else None
+            self.model = request.get("model") if isinstance(request, dict) else None
+        elif kind in RUN_FINAL_KINDS:
+            self.state = str(event.get("state") or str(kind).removeprefix("run_"))
             self.reason = event.get("reason")
+            self.error_type = event.get("error_type")
             self.ended_at = ts
             self.paused = False
             if kind == "run_failed":
                 self.stream_open = False  # the worker that failed it is not streaming any more
         elif kind == "request_sent":
             self.stream_open = True
+            if turn_view.request_at is None:
+                turn_view.request_at = ts
         elif kind in {"stream_closed", "stream_failed"}:
             self.stream_open = False
         elif kind == "turn_deadline":
@@ -185,6 +251,9 @@ class RunView:
         elif kind == "message_stopped":
             self.stop_reasons[int(event.get("turn") or 0)] = event.get("stop_reason")
             self.stream_open = False
+            turn_view.stream_end_at = ts
+            turn_view.stop_reason = event.get("stop_reason")
+            turn_view.usage = event.get("usage")
         elif kind == "turn_completed":
             self.saved_s += float(event.get("saved_s") or 0.0)
         elif kind == "tool_input_started" and not event.get("server_side"):
@@ -195,6 +264,7 @@ class RunView:
             tool = self._tool(event)
             if tool is not None:
                 tool.fields[str(event.get("field"))] = event.get("value")
+                tool.last_field = f"{event.get('field')}: {str(event.get('value'))[:40]}"
         elif kind in _STEP:
             tool = self._tool(event)
             if tool is not None:
@@ -204,6 +274,8 @@ class RunView:
                     tool.input_preview = event.get("input_preview", tool.input_preview)
                 elif kind == "tool_enqueued" and tool.enqueued_at is None:
                     tool.enqueued_at = ts
+                elif kind == "tool_waiting":
+                    tool.concurrency_key = event.get("concurrency_key")
         elif kind == "tool_rejected":
             tool = self._tool(event)
             if tool is not None:
@@ -214,7 +286,9 @@ class RunView:
             tool = self._tool(event)
             if tool is not None:
                 tool.move("running")
-                tool.started_at = ts
+                tool.executions += 1
+                if tool.started_at is None:
+                    tool.started_at = ts
                 tool.attempts = event.get("attempt")
         elif kind == "tool_progress":
             tool = self._tool(event)
@@ -224,7 +298,9 @@ class RunView:
             tool = self._tool(event)
             if tool is not None and not tool.final:
                 tool.move(_FINAL[kind])
-                tool.started_at = event.get("started_at") or tool.started_at
+                tool.result_status = str(event.get("status") or "ok")
+                tool.reported_at = ts
+                tool.started_at = tool.started_at or event.get("started_at")
                 tool.finished_at = event.get("finished_at") or ts
                 tool.attempts = event.get("attempts") or tool.attempts
                 tool.is_error = bool(event.get("is_error"))
@@ -255,3 +331,84 @@ class RunView:
             "offset": self.last_id,
             "settled": self.settled,
         }
+
+    # ------------------------------------------------------------------------------------ the summary
+
+    def summary(self) -> dict[str, Any]:
+        """What happened when, and what it would have cost otherwise: the ``replay --json`` contract."""
+        if not self.events:
+            return {}
+        t0 = self.created_at if self.created_at is not None else (self.first_ts or 0.0)
+
+        def rel(value: float | None) -> float | None:
+            return None if value is None else round(value - t0, 4)
+
+        sequential = parallel = ideal = 0.0
+        turns: list[dict[str, Any]] = []
+        for number in sorted(self.turns):
+            turn = self.turns[number]
+            if turn.request_at is None or turn.stream_end_at is None:
+                turns.append({"turn": number, "tools": list(turn.tools)})
+                continue
+            duration = turn.stream_end_at - turn.request_at
+            runs = []
+            for tool_id in turn.tools:
+                tool = self.tools[tool_id]
+                started, finished = tool.started_at, tool.reported_at
+                if started is not None and finished is not None:
+                    ready = (
+                        tool.ready_at if tool.ready_at is not None else turn.stream_end_at
+                    ) - turn.request_at
+                    runs.append((ready, finished - started))
+            sequential += duration + sum(d for _, d in runs)
+            parallel += duration + max((d for _, d in runs), default=0.0)
+            ideal += max([duration] + [r + d for r, d in runs])
+            following = self.turns.get(number + 1)
+            turns.append(
+                {
+                    "turn": number,
+                    "request_at": rel(turn.request_at),
+                    "stream_end_at": rel(turn.stream_end_at),
+                    "stop_reason": turn.stop_reason,
+                    "tools": list(turn.tools),
+                    "continued_at": rel(following.request_at if following is not None else None),
+                }
+            )
+        first = next((t for t in turns if t.get("tools")), turns[0] if turns else {})
+        return {
+            "tools": [
+                {
+                    "id": tool.tool_use_id,
+                    "name": tool.name,
+                    "ready_at": rel(tool.ready_at),
+                    "enqueued_at": rel(tool.enqueued_at),
+                    "started_at": rel(tool.started_at),
+                    "finished_at": rel(tool.reported_at),
+                    "status": tool.result_status or ("running" if tool.status == "running" else "pending"),
+                    "executions": tool.executions,
+                }
+                for tool in self.tools.values()
+                if tool.dispatched
+            ],
+            "turns": turns,
+            "stream_end_at": first.get("stream_end_at"),
+            "continued_at": first.get("continued_at"),
+            "total_s": rel(self.ended_at),
+            "state": self.state if self.ended else "running",
+            "reason": self.reason,
+            "counterfactual": {
+                "sequential_s": round(sequential, 4),
+                "parallel_after_stream_s": round(parallel, 4),
+                "ideal_s": round(ideal, 4),
+            },
+        }
+
+
+def summarize(events: Iterable[Mapping[str, Any] | RunEventModel]) -> dict[str, Any]:
+    """The summary (``RunView.summary``) of a run's events, in log order."""
+    events = list(events)
+    if not events:
+        return {}
+    first = events[0]
+    run_id = first.run_id if isinstance(first, RunEventModel) else str(first.get("run_id", ""))
+    return RunView.fold(run_id, events).summary()
