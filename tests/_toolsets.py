@@ -1,4 +1,4 @@
-"""Tools for the pipeline tests. Workers load them as the ``test`` tool set (INCREMENTAL_TOOLSETS)."""
+"""Tools for the pipeline tests: the ``test`` tool set of their runners and workers."""
 
 from __future__ import annotations
 
@@ -54,3 +54,13 @@ async def sleepy(args: SleepInput, ctx: ToolContext) -> str:
 async def charge_card(args: PoisonInput, ctx: ToolContext) -> str:
     """A non-idempotent side effect: runs only once message_stop says tool_use."""
     return "charged"
+
+
+class GreetInput(BaseModel):
+    name: str
+
+
+@registry.tool
+async def greet(args: GreetInput, ctx: ToolContext) -> str:
+    """Greets with what the worker's start-up hook put in the tools' shared state."""
+    return f"{ctx.state.get('greeting', 'no greeting in state')}, {args.name}"

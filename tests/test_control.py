@@ -1,4 +1,4 @@
-"""Cancel, pause and resume: on Redis with real arq workers, and in process, against the fake API.
+"""Cancel, pause and resume: on Redis with real arq workers, against the fake API.
 
 Streams that must still be running when the test acts stall (their next event is due 120 s after the
 request); tools that must still be running wait on a gate the test opens (``_control_tools``). The
@@ -12,22 +12,21 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import asdict
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
 
+from incremental import MessagesClient
 from incremental.adapters._arq import connect
 from incremental.adapters._store import TurnStore
+from incremental.events import RunStartedEvent
 from incremental.fake_api import FakeMessagesAPI
 from incremental.pipeline import (
-    LocalServices,
-    MemoryTurnStore,
-    RunConfig,
     Services,
     cancel_run,
     cancel_tool,
+    check_request,
     pause_run,
     resume_run,
 )
@@ -54,11 +53,6 @@ from ._streams import (
 RESULT_KINDS = {"tool_completed", "tool_failed", "tool_cancelled", "tool_refused"}
 STALL_S = 120.0  # how long a stalled stream waits before its next event (far beyond every test's timeout)
 TIMEOUT_S = 30.0
-
-
-@pytest.fixture(autouse=True)
-def _control_toolset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INCREMENTAL_TOOLSETS", "control=tests._control_tools:registry")
 
 
 # ---------------------------------------------------------------------------------------------- streams
@@ -131,52 +125,55 @@ class Watch:
 
 
 class Bench:
-    """One backend (Redis and arq workers, or LocalServices) and one fake API."""
+    """Redis, arq workers whose model client is one fake API, and that API."""
 
     def __init__(
         self,
-        kind: str,
         svc: Services,
         api: FakeMessagesAPI,
         turns: int,
         later_worker: Callable[[], Any] | None,
     ) -> None:
-        self.kind, self.svc, self.api, self.turns = kind, svc, api, turns
+        self.svc, self.api, self.turns = svc, api, turns
         self._later_worker = later_worker
 
     async def start(self, *, paused: bool = False, turn_timeout_s: float = 60) -> Watch:
         """As ``start_run`` (record, ``run_started``, first turn); ``paused``: paused before it streams."""
-        config = asdict(
-            RunConfig(
-                toolset="control",
-                api_base_url=self.api.url,
-                max_turns=self.turns,
-                turn_timeout_s=turn_timeout_s,
-            )
-        )
+        messages = [{"role": "user", "content": "go"}]
+        config = check_request(
+            messages,
+            {"model": "claude-sonnet-4-5", "max_tokens": 1024},
+            toolset="control",
+            max_turns=self.turns,
+            turn_timeout_s=turn_timeout_s,
+        ).to_dict()
         run_id = f"run_{uuid.uuid4().hex[:20]}"
-        await self.svc.store.create_run(run_id, config, [{"role": "user", "content": "go"}])
-        await self.svc.events.append(run_id, "run_started", turn=0, config=config)
+        await self.svc.store.create_run(run_id, config, messages)
+        await self.svc.events.append(RunStartedEvent(run_id=run_id, turn=0, config=config))
         if paused:
             assert await pause_run(self.svc, run_id)
         await self.svc.enqueue_stream_turn(run_id, 0)
         return Watch(self.svc, run_id)
 
     def later_worker(self) -> Any:
-        """Start a worker for ``LATER_QUEUE`` (Redis only: in process, every tool runs at once)."""
+        """Start a worker for ``LATER_QUEUE`` (its tools wait in the queue until then)."""
         assert self._later_worker is not None
         return self._later_worker()
 
 
 @asynccontextmanager
-async def arq_workers(redis_url: str, count: int, queue: str | None = None) -> AsyncIterator[None]:
+async def arq_workers(
+    redis_url: str, count: int, api_url: str, queue: str | None = None
+) -> AsyncIterator[None]:
+    """``count`` in-process arq workers with the ``control`` tools, streaming from the fake API."""
     from arq.connections import RedisSettings
     from arq.worker import Worker
-    from workers.settings import worker_options
 
-    from incremental.replay import _stop_worker
+    from incremental.runner import stop_worker
+    from incremental.worker import worker_options
 
-    options = worker_options(**({"queue_name": queue} if queue else {}))
+    client = MessagesClient(base_url=api_url, api_key="test")
+    options = worker_options({"control": _control_tools.registry}, model_client=client, queue=queue)
     workers = [
         Worker(**options, redis_settings=RedisSettings.from_dsn(redis_url), handle_signals=False)
         for _ in range(count)
@@ -187,28 +184,29 @@ async def arq_workers(redis_url: str, count: int, queue: str | None = None) -> A
     finally:
         _control_tools.open_all()
         for worker in workers:
-            await _stop_worker(worker)
+            await stop_worker(worker)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await client.aclose()
 
 
 BenchFactory = Callable[[list[bytes]], Awaitable[Bench]]
 
 
-@pytest.fixture(params=["redis", "local"])
-async def bench(
-    request: pytest.FixtureRequest, fake_messages_api: FakeMessagesAPIFactory
-) -> AsyncIterator[BenchFactory]:
-    """``await bench(turns)``: a started fake API playing ``turns`` and a backend to run against it."""
+@pytest.fixture
+async def bench(redis_url: str, fake_messages_api: FakeMessagesAPIFactory) -> AsyncIterator[BenchFactory]:
+    """``await bench(turns)``: a started fake API playing ``turns``, and two workers streaming from it."""
+    pool = await connect(redis_url)
     made: list[Services] = []
-    async with _backend(request) as (make_services, later):
+    async with AsyncExitStack() as stack:
 
         async def factory(turns: list[bytes]) -> Bench:
             api = await fake_messages_api(turns, speed=1.0)
-            svc = await make_services()
+            await stack.enter_async_context(arq_workers(redis_url, 2, api.url))
+            svc = Services(pool)
             made.append(svc)
-            return Bench(request.param, svc, api, len(turns), later)
+            return Bench(svc, api, len(turns), lambda: arq_workers(redis_url, 1, api.url, LATER_QUEUE))
 
         try:
             yield factory
@@ -216,30 +214,7 @@ async def bench(
             _control_tools.open_all()
             for svc in made:
                 await svc.aclose()
-
-
-@asynccontextmanager
-async def _backend(
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[tuple[Callable[[], Awaitable[Services]], Callable[[], Any] | None]]:
-    if request.param == "local":
-
-        async def local() -> Services:
-            return LocalServices(registry=_control_tools.registry)
-
-        yield local, None
-        return
-    redis_url: str = request.getfixturevalue("redis_url")
-    pool = await connect(redis_url)
-    try:
-        async with arq_workers(redis_url, 2):
-
-            async def redis() -> Services:
-                return Services(pool)
-
-            yield redis, lambda: arq_workers(redis_url, 1, LATER_QUEUE)
-    finally:
-        await pool.aclose()
+    await pool.aclose()
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -388,8 +363,8 @@ async def test_cancel_with_tools_queued_gives_them_cancelled_results_when_their_
     pool = await connect(redis_url)
     svc = Services(pool)
     try:
-        async with arq_workers(redis_url, 1), asyncio.timeout(TIMEOUT_S):
-            b = Bench("redis", svc, api, 2, lambda: arq_workers(redis_url, 1, LATER_QUEUE))
+        async with arq_workers(redis_url, 1, api.url), asyncio.timeout(TIMEOUT_S):
+            b = Bench(svc, api, 2, lambda: arq_workers(redis_url, 1, api.url, LATER_QUEUE))
             watch = await b.start()
             await watch.until("tool_enqueued", tool_use_id="toolu_l1")
             await watch.until("tool_enqueued", tool_use_id="toolu_l2")
@@ -562,8 +537,8 @@ async def test_a_job_queued_before_the_pause_holds_itself_and_runs_once_after_re
     pool = await connect(redis_url)
     svc = Services(pool)
     try:
-        async with arq_workers(redis_url, 1), asyncio.timeout(TIMEOUT_S):
-            b = Bench("redis", svc, api, 2, lambda: arq_workers(redis_url, 1, LATER_QUEUE))
+        async with arq_workers(redis_url, 1, api.url), asyncio.timeout(TIMEOUT_S):
+            b = Bench(svc, api, 2, lambda: arq_workers(redis_url, 1, api.url, LATER_QUEUE))
             watch = await b.start()
             await watch.until("tool_enqueued", tool_use_id="toolu_l")
             await watch.until("turn_sealed")
@@ -758,7 +733,7 @@ def test_input_preview_cuts_long_inputs_and_says_their_length() -> None:
 
 
 async def _control_steps(store: TurnStore, run_id: str) -> list[Any]:
-    """The control scripts, step by step: the Redis store and the memory store must agree on each."""
+    """The control scripts, step by step: what each answers, in a sequence that visits every branch."""
     out: list[Any] = []
     await store.create_run(run_id, {}, [])
     await store.claim_stream(run_id, 0)
@@ -821,7 +796,7 @@ async def _control_steps(store: TurnStore, run_id: str) -> list[Any]:
     return out
 
 
-async def test_the_memory_store_agrees_with_the_redis_scripts(redis_url: str) -> None:
+async def test_the_control_scripts_step_by_step(redis_url: str) -> None:
     expected = [
         0,  # pause: the run's turn
         None,  # already paused
@@ -873,8 +848,6 @@ async def test_the_memory_store_agrees_with_the_redis_scripts(redis_url: str) ->
         (None, 2, []),
         "ended",
     ]
-    memory = await _control_steps(MemoryTurnStore(), "r")
-    assert memory == expected
     pool = await connect(redis_url)
     try:
         assert await _control_steps(TurnStore(pool), unique("steps")) == expected

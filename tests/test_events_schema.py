@@ -1,7 +1,7 @@
 """The event-log schema (``incremental.events``): published file, kinds, and real logs against it.
 
-The drift check runs whole in-process runs (the pipeline's own jobs, ``LocalServices``) over the
-fixtures and failure scenarios, and requires every entry to validate *and* to carry no field its model
+The drift check runs whole runs (``Runner``: real Redis, real arq workers) over the fixtures and
+failure scenarios, and requires every entry to validate *and* to carry no field its model
 does not declare: a field added to the pipeline without adding it to the schema fails here.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
-from dataclasses import asdict
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +20,21 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 import incremental
+from incremental import MessagesClient, Run, Runner
 from incremental import events as schema
 from incremental.events import (
     EVENT_KINDS,
     EVENT_MODELS,
     EVENT_SCHEMA_ID,
     RunEventModel,
+    RunStartedEvent,
     ToolReadyEvent,
     UnknownEventKindError,
     UnknownRunEvent,
     event_json_schema,
     parse_event,
 )
-from incremental.pipeline import LocalServices, RunConfig, cancel_run, cancel_tool, pause_run, resume_run
+from incremental.pipeline import Services, check_request, pause_run
 from incremental.testing import FakeMessagesAPIFactory
 from incremental.tools import ToolRegistry
 
@@ -38,6 +42,7 @@ from . import _toolsets
 from ._streams import MESSAGE_STOP, frame, json_delta, message_delta, message_start, stop, stream, tool_start
 from ._support import FIXTURES
 from .test_pipeline import final_turn_file, tool_turn_file
+from .test_runner import REQUEST, enqueue_with_pickle
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "events.schema.json"
 SRC = Path(incremental.__file__).resolve().parent
@@ -68,20 +73,34 @@ def test_every_model_kind_is_listed_and_every_listed_kind_has_a_model() -> None:
     assert all(hasattr(schema, name) for name in schema.__all__)
 
 
-def test_every_kind_the_source_appends_is_in_the_schema() -> None:
-    """Literal kinds in ``<log>.append(run_id, "kind", ...)`` and ``self.log("kind", ...)`` calls."""
-    found: set[str] = set()
+def test_events_are_typed_where_they_are_made() -> None:
+    """Every ``<x>.events.append(...)`` and ``self.log(...)`` in the source is handed a model of the
+    schema (built right there, or passed through), never a kind spelled as a string."""
+    models = {model.__name__ for model in EVENT_MODELS.values()}
+    built: set[str] = set()
+    calls = 0
     for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
-            arg = {"append": 1, "log": 0}.get(node.func.attr)
-            if arg is not None and len(node.args) > arg:
-                value = node.args[arg]
-                if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                    found.add(value.value)
-    assert found, "no append/log calls found: the scan is broken"
-    assert found <= EVENT_KINDS, f"kinds without a model: {sorted(found - EVENT_KINDS)}"
+            receiver = node.func.value
+            is_log = node.func.attr == "log" and isinstance(receiver, ast.Name) and receiver.id == "self"
+            is_append = node.func.attr == "append" and (
+                isinstance(receiver, ast.Attribute) and receiver.attr == "events"
+            )
+            if not (is_log or is_append) or not node.args:
+                continue
+            calls += 1
+            [arg] = node.args
+            where = f"{path.name}:{node.lineno}"
+            assert not isinstance(arg, ast.Constant), f"{where}: a kind as a string"
+            if isinstance(arg, ast.Call):
+                name = arg.func.id if isinstance(arg.func, ast.Name) else getattr(arg.func, "attr", "")
+                if name != "model_validate":
+                    assert name in models, f"{where}: {name} is not a model of incremental.events"
+                    built.add(name)
+    assert calls > 30, "the scan found too few appends: it is broken"
+    assert len(built) > 25
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -127,7 +146,7 @@ def overloaded_before_any_tool(path: Path) -> Path:
     return path
 
 
-async def until(svc: LocalServices, run_id: str, kind: str, **match: Any) -> None:
+async def until(svc: Services, run_id: str, kind: str, **match: Any) -> None:
     """Wait (up to 10 s) for an entry of ``kind`` with the fields in ``match`` in the run's log."""
     after = "0-0"
     try:
@@ -141,78 +160,111 @@ async def until(svc: LocalServices, run_id: str, kind: str, **match: Any) -> Non
         raise AssertionError(f"{run_id}: no {kind} {match} within 10 s") from None
 
 
-async def whole_log(svc: LocalServices, run_id: str) -> list[dict[str, Any]]:
-    """Every entry of the run, once nothing was appended for half a second (late results included)."""
-    after = "0-0"
-    while batch := await svc.events.read(run_id, after, block_ms=500):
-        after = batch[-1][0]
-    return await svc.events.all(run_id)
+async def whole_log(run: Run) -> list[dict[str, Any]]:
+    """Every entry of the run once it has settled (late results included)."""
+    await run.result(timeout=30)
+    return await run._runner._services().events.all(run.id)
+
+
+@asynccontextmanager
+async def runner_for(
+    redis_url: str,
+    api_factory: FakeMessagesAPIFactory,
+    files: list[Path],
+    registry: ToolRegistry,
+    **options: Any,
+) -> AsyncIterator[Runner]:
+    """A Runner with one worker on a queue of its own, streaming from a fake API playing ``files``."""
+    api = await api_factory(files, speed=1.0 if options.pop("paced", False) else 0)
+    client = MessagesClient(base_url=api.url, api_key="sk-test")
+    queue = f"schema-{uuid.uuid4().hex[:8]}"
+    toolset = options.pop("toolset", "test")
+    async with Runner(
+        {toolset: registry}, redis_url=redis_url, model_client=client, queue=queue, workers=1, **options
+    ) as runner:
+        yield runner
+    await client.aclose()
 
 
 async def plain_run(
-    api_factory: FakeMessagesAPIFactory, files: list[Path], registry: ToolRegistry, **config: Any
+    redis_url: str,
+    api_factory: FakeMessagesAPIFactory,
+    files: list[Path],
+    registry: ToolRegistry,
+    **config: Any,
 ) -> list[dict[str, Any]]:
-    api = await api_factory(files, speed=0)
-    config = {"toolset": "test", "max_turns": len(files), **config}
-    async with LocalServices(registry=registry) as svc:
-        run_id = await svc.start_run(RunConfig(api_base_url=api.url, **config), GO)
-        await svc.follow(run_id)
-        return await whole_log(svc, run_id)
+    toolset = config.pop("toolset", "test")
+    async with runner_for(redis_url, api_factory, files, registry, toolset=toolset) as runner:
+        run = await runner.start(GO, **REQUEST, toolset=toolset, max_turns=len(files), **config)
+        return await whole_log(run)
 
 
-async def paused_and_resumed(api_factory: FakeMessagesAPIFactory, files: list[Path]) -> list[dict[str, Any]]:
+async def started_paused(runner: Runner, files: list[Path], **options: Any) -> Run:
+    """A run recorded and paused before its first turn is enqueued."""
+    svc = runner._services()
+    config = check_request(GO, dict(REQUEST), toolset="test", max_turns=len(files), **options).to_dict()
+    run_id = f"run_{uuid.uuid4().hex[:20]}"
+    await svc.store.create_run(run_id, config, GO)
+    await svc.events.append(RunStartedEvent(run_id=run_id, turn=0, config=config))
+    assert await pause_run(svc, run_id)
+    await svc.enqueue_stream_turn(run_id, 0)
+    return runner.attach(run_id)
+
+
+async def paused_and_resumed(
+    redis_url: str, api_factory: FakeMessagesAPIFactory, files: list[Path]
+) -> list[dict[str, Any]]:
     """Paused before it streams (its tools are held), resumed; paused again while the turn completes."""
-    api = await api_factory(files, speed=0)
-    config = asdict(RunConfig(toolset="test", api_base_url=api.url, max_turns=len(files)))
-    async with LocalServices(registry=_toolsets.registry) as svc:
-        run_id = "run_paused_and_resumed"
-        await svc.store.create_run(run_id, config, GO)
-        await svc.events.append(run_id, "run_started", turn=0, config=config)
-        assert await pause_run(svc, run_id)
-        await svc.enqueue_stream_turn(run_id, 0)
-        await until(svc, run_id, "turn_sealed")
-        assert await resume_run(svc, run_id)
-        await until(svc, run_id, "tool_completed", tool_use_id="toolu_quick")
-        await until(svc, run_id, "tool_started", tool_use_id="toolu_slow")
-        assert await pause_run(svc, run_id)
-        await until(svc, run_id, "continuation_paused")
-        assert await resume_run(svc, run_id)
-        await svc.follow(run_id)
-        return await whole_log(svc, run_id)
+    async with runner_for(redis_url, api_factory, files, _toolsets.registry) as runner:
+        run = await started_paused(runner, files)
+        svc = runner._services()
+        await until(svc, run.id, "turn_sealed")
+        assert await run.resume()
+        await until(svc, run.id, "tool_completed", tool_use_id="toolu_quick")
+        await until(svc, run.id, "tool_started", tool_use_id="toolu_slow")
+        assert await run.pause()
+        await until(svc, run.id, "continuation_paused")
+        assert await run.resume()
+        return await whole_log(run)
 
 
 async def deadline_while_paused(
-    api_factory: FakeMessagesAPIFactory, files: list[Path]
+    redis_url: str, api_factory: FakeMessagesAPIFactory, files: list[Path]
 ) -> list[dict[str, Any]]:
     """Paused before it streams; its turn's deadline passes while paused (nothing expires); resumed."""
-    api = await api_factory(files, speed=0)
-    config = asdict(RunConfig(toolset="test", api_base_url=api.url, max_turns=len(files), turn_timeout_s=0.1))
-    async with LocalServices(registry=_toolsets.registry, monitor_interval_s=0.05) as svc:
-        run_id = "run_deadline_while_paused"
-        await svc.store.create_run(run_id, config, GO)
-        await svc.events.append(run_id, "run_started", turn=0, config=config)
-        assert await pause_run(svc, run_id)
-        await svc.enqueue_stream_turn(run_id, 0)
-        await until(svc, run_id, "turn_deadline_paused")
-        assert await resume_run(svc, run_id)
-        await svc.follow(run_id)
-        return await whole_log(svc, run_id)
+    async with runner_for(
+        redis_url, api_factory, files, _toolsets.registry, monitor_interval_s=0.05
+    ) as runner:
+        run = await started_paused(runner, files, turn_timeout_s=0.1)
+        await until(runner._services(), run.id, "turn_deadline_paused")
+        assert await run.resume()
+        return await whole_log(run)
 
 
-async def cancelled(api_factory: FakeMessagesAPIFactory) -> list[dict[str, Any]]:
+async def cancelled(redis_url: str, api_factory: FakeMessagesAPIFactory) -> list[dict[str, Any]]:
     """A running tool is cancelled, then the run, while its stream stalls."""
     call = [tool_start(0, "toolu_long", "sleepy"), json_delta(0, '{"seconds": 30}'), stop(0)]
     body = b"".join(frame(obj) for obj in [message_start(), *call])
     body += frame(message_delta("tool_use"), t=120.0)  # the stream stalls here
-    api = await api_factory([body + frame(MESSAGE_STOP)], speed=1.0)
-    async with LocalServices(registry=_toolsets.registry) as svc:
-        run_id = await svc.start_run(RunConfig(toolset="test", api_base_url=api.url), GO)
-        await until(svc, run_id, "tool_started", tool_use_id="toolu_long")
-        assert await cancel_tool(svc, run_id, "toolu_long", "not needed") == "signalled"
-        await until(svc, run_id, "tool_cancelled", tool_use_id="toolu_long")
-        assert await cancel_run(svc, run_id, "the user pressed stop")
-        await until(svc, run_id, "stream_closed")
-        return await whole_log(svc, run_id)
+    files = [body + frame(MESSAGE_STOP)]
+    async with runner_for(redis_url, api_factory, files, _toolsets.registry, paced=True) as runner:  # type: ignore[arg-type]
+        run = await runner.start(GO, **REQUEST, toolset="test")
+        svc = runner._services()
+        await until(svc, run.id, "tool_started", tool_use_id="toolu_long")
+        assert await run.cancel_tool("toolu_long", "not needed") == "signalled"
+        await until(svc, run.id, "tool_cancelled", tool_use_id="toolu_long")
+        assert await run.cancel("the user pressed stop")
+        await until(svc, run.id, "stream_closed")
+        return await whole_log(run)
+
+
+async def unreadable(
+    redis_url: str, api_factory: FakeMessagesAPIFactory, files: list[Path]
+) -> list[dict[str, Any]]:
+    """A run whose first job was enqueued through arq's own (pickle) pool: it fails, saying why."""
+    async with runner_for(redis_url, api_factory, files, _toolsets.registry) as runner:
+        run = await enqueue_with_pickle(runner, files)
+        return await whole_log(run)
 
 
 def undeclared(model: BaseModel, prefix: str = "") -> set[str]:
@@ -226,7 +278,7 @@ def undeclared(model: BaseModel, prefix: str = "") -> set[str]:
 
 
 async def test_real_run_logs_validate_and_declare_every_field(
-    tmp_path: Path, fake_messages_api: FakeMessagesAPIFactory
+    redis_url: str, tmp_path: Path, fake_messages_api: FakeMessagesAPIFactory
 ) -> None:
     from workers.app_tools import registry as app_registry
     from workers.app_tools import seed_vite_starter
@@ -253,28 +305,36 @@ async def test_real_run_logs_validate_and_declare_every_field(
     slow: list[tuple[str, str, dict[str, Any]]] = [("toolu_slow", "sleepy", {"seconds": 0.4})]
     runs = {
         "app builder": plain_run(
-            fake_messages_api, app_files, app_registry, toolset="app", workspace=str(workspace)
+            redis_url, fake_messages_api, app_files, app_registry, toolset="app", workspace=str(workspace)
         ),
         "mixed tools": plain_run(
-            fake_messages_api, [tool_turn_file(tmp_path / "m.sse", mixed), final], tools
+            redis_url, fake_messages_api, [tool_turn_file(tmp_path / "m.sse", mixed), final], tools
         ),
         "deadline": plain_run(
-            fake_messages_api, [tool_turn_file(tmp_path / "s.sse", slow), final], tools, turn_timeout_s=0.1
+            redis_url,
+            fake_messages_api,
+            [tool_turn_file(tmp_path / "s.sse", slow), final],
+            tools,
+            turn_timeout_s=0.1,
         ),
         "held, then end_turn": plain_run(
+            redis_url,
             fake_messages_api,
             [tool_turn_file(tmp_path / "p.sse", [("toolu_p", "charge_card", {})], stop_reason="end_turn")],
             tools,
         ),
-        "retry": plain_run(fake_messages_api, [overloaded_before_any_tool(tmp_path / "o.sse"), final], tools),
-        "bad data line": plain_run(fake_messages_api, [tmp_path / "bad.sse"], tools),
+        "retry": plain_run(
+            redis_url, fake_messages_api, [overloaded_before_any_tool(tmp_path / "o.sse"), final], tools
+        ),
+        "bad data line": plain_run(redis_url, fake_messages_api, [tmp_path / "bad.sse"], tools),
         "paused and resumed": paused_and_resumed(
-            fake_messages_api, [tool_turn_file(tmp_path / "r.sse", pausing), final]
+            redis_url, fake_messages_api, [tool_turn_file(tmp_path / "r.sse", pausing), final]
         ),
         "deadline while paused": deadline_while_paused(
-            fake_messages_api, [tool_turn_file(tmp_path / "dp.sse", pausing[:1]), final]
+            redis_url, fake_messages_api, [tool_turn_file(tmp_path / "dp.sse", pausing[:1]), final]
         ),
-        "cancelled": cancelled(fake_messages_api),
+        "cancelled": cancelled(redis_url, fake_messages_api),
+        "unreadable job": unreadable(redis_url, fake_messages_api, [final]),
     }
     for name in (
         "max_tokens_in_tool",
@@ -287,7 +347,7 @@ async def test_real_run_logs_validate_and_declare_every_field(
         "single_tool",
         "text_only",
     ):
-        runs[name] = plain_run(fake_messages_api, [FIXTURES / f"{name}.sse", final], tools)
+        runs[name] = plain_run(redis_url, fake_messages_api, [FIXTURES / f"{name}.sse", final], tools)
 
     async with asyncio.timeout(60), asyncio.TaskGroup() as group:
         tasks = {name: group.create_task(run) for name, run in runs.items()}

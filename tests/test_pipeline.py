@@ -12,15 +12,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
+from workers.app_tools import registry as app_registry
+from workers.app_tools import seed_vite_starter
 
+from incremental import MessagesClient, Runner
 from incremental.adapters._arq import connect
 from incremental.adapters._eventlog import EventLog
 from incremental.adapters._store import TurnStore
+from incremental.events import RUN_FINAL_KINDS
 from incremental.fake_api import FakeMessagesAPI
-from incremental.pipeline import RunConfig, start_run, summarize
-from incremental.replay import FINAL_EVENTS, ReplayOptions, replay
+from incremental.pipeline import summarize
+from incremental.replay import ReplayOptions, replay
 
+from . import _toolsets
 from ._streams import (
     MESSAGE_STOP,
     json_delta,
@@ -35,11 +39,6 @@ from ._streams import (
 from ._support import FIXTURES, race_results_against_the_seal
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def _test_toolset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INCREMENTAL_TOOLSETS", "test=tests._toolsets:registry")
 
 
 def tool_turn_file(
@@ -75,6 +74,10 @@ async def play(
     options.setdefault("workers", 2)
     options.setdefault("speed", 0.0)
     options.setdefault("toolset", "test")
+    if options["toolset"] == "app":
+        options.update(tools=app_registry, prepare_workspace=seed_vite_starter)
+    else:
+        options.setdefault("tools", _toolsets.registry)
     summary = await replay(ReplayOptions(files=files, redis_url=redis_url, **options))
     pool = await connect(redis_url)
     try:
@@ -245,15 +248,18 @@ async def wait_for(
                 return entry_id, event
 
 
-def start_worker(redis_url: str) -> subprocess.Popen[bytes]:
+def start_worker(redis_url: str, api_url: str) -> subprocess.Popen[bytes]:
+    """A worker process of a user's own module (``tests/_user_worker.py``), started by ``arq``."""
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
-        "INCREMENTAL_TOOLSETS": "test=tests._toolsets:registry",
+        "ANTHROPIC_BASE_URL": api_url,
+        "ANTHROPIC_API_KEY": "sk-test",
         "INCREMENTAL_JOB_TIMEOUT": "2",  # arq redelivers a dead worker's job after this + 10 s
     }
+    env.pop("INCREMENTAL_TOOLSETS", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "arq", "workers.settings.WorkerSettings"],
+        [sys.executable, "-m", "arq", "tests._user_worker.WorkerSettings"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -274,18 +280,26 @@ async def test_worker_killed_mid_tool_redelivers_and_the_side_effect_happens_onc
     ]
     pool = await connect(redis_url)
     log = EventLog(pool)
-    first = start_worker(redis_url)
+    first: subprocess.Popen[bytes] | None = None
     second: subprocess.Popen[bytes] | None = None
     try:
-        async with FakeMessagesAPI(files, speed=0) as api:
-            config = RunConfig(toolset="test", api_base_url=api.url, max_turns=2, turn_timeout_s=120)
-            run_id = await start_run(pool, config, [{"role": "user", "content": "go"}])
+        async with FakeMessagesAPI(files, speed=0) as api, Runner(redis_url=redis_url) as runner:
+            first = start_worker(redis_url, api.url)
+            run = await runner.start(
+                [{"role": "user", "content": "go"}],
+                model="claude-sonnet-4-5",
+                max_tokens=1024,
+                toolset="test",
+                max_turns=2,
+                turn_timeout_s=120,
+            )
+            run_id = run.id
             async with asyncio.timeout(60):
                 after, _ = await wait_for(log, run_id, {"tool_started"})
                 first.send_signal(signal.SIGKILL)
                 first.wait()
-                second = start_worker(redis_url)
-                _, end = await wait_for(log, run_id, FINAL_EVENTS, after)
+                second = start_worker(redis_url, api.url)
+                _, end = await wait_for(log, run_id, set(RUN_FINAL_KINDS), after)
             assert end["kind"] == "run_completed", end
             summary = summarize(await log.all(run_id))
             [tool] = summary["tools"]
@@ -304,45 +318,50 @@ async def test_worker_killed_mid_tool_redelivers_and_the_side_effect_happens_onc
 async def test_an_unexpected_failure_in_a_turn_fails_the_run_rather_than_hanging(
     redis_url: str, tmp_path: Path
 ) -> None:
+    # The run names a tool set the workers do not have (the runner that starts it knows none to check).
     files = [tool_turn_file(tmp_path / "t1.sse", [("toolu_x", "sleepy", {"seconds": 0})])]
-    summary, _ = await play(redis_url, files, toolset="no-such-toolset")
-    assert summary["state"] == "failed"
-    assert "unknown toolset 'no-such-toolset'" in summary["reason"]
+    async with (
+        FakeMessagesAPI(files, speed=0) as api,
+        Runner(
+            {"test": _toolsets.registry},
+            redis_url=redis_url,
+            workers=1,
+            model_client=MessagesClient(base_url=api.url, api_key="sk-test"),
+        ),
+        Runner(redis_url=redis_url) as starter,
+    ):
+        run = await starter.start(
+            [{"role": "user", "content": "go"}], model="m", max_tokens=10, toolset="no-such-toolset"
+        )
+        result = await run.result(timeout=30)
+    assert result.state == "failed" and result.error is not None
+    assert result.error.type == "UnknownToolsetError"
+    assert "tool set 'no-such-toolset'" in result.error.message and "'test'" in result.error.message
+    assert api.requests == []
 
 
 async def run_with_faults(
     redis_url: str, files: list[Path], faults: dict[int, Any]
 ) -> tuple[dict[str, Any], Any]:
     """A run against a fake API that misbehaves as told, with two in-process arq workers."""
-    from arq.connections import RedisSettings
-    from arq.worker import Worker
-    from workers.settings import worker_options
-
     from incremental.fake_api import Fault
-    from incremental.replay import _stop_worker
 
-    pool = await connect(redis_url)
-    log = EventLog(pool)
-    workers = [
-        Worker(**worker_options(), redis_settings=RedisSettings.from_dsn(redis_url), handle_signals=False)
-        for _ in range(2)
-    ]
-    tasks = [asyncio.create_task(w.async_run()) for w in workers]
-    try:
-        typed = {turn: Fault(**spec) for turn, spec in faults.items()}
-        async with FakeMessagesAPI(files, speed=0, faults=typed) as api:
-            config = RunConfig(toolset="test", api_base_url=api.url, max_turns=len(files), turn_timeout_s=30)
-            run_id = await start_run(pool, config, [{"role": "user", "content": "go"}])
-            async with asyncio.timeout(60):
-                await wait_for(log, run_id, FINAL_EVENTS)
-            return summarize(await log.all(run_id)), api
-    finally:
-        for worker in workers:
-            await _stop_worker(worker)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.aclose()
+    typed = {turn: Fault(**spec) for turn, spec in faults.items()}
+    async with FakeMessagesAPI(files, speed=0, faults=typed) as api:
+        client = MessagesClient(base_url=api.url, api_key="sk-test")
+        async with Runner(
+            {"test": _toolsets.registry}, redis_url=redis_url, workers=2, model_client=client
+        ) as r:
+            run = await r.start(
+                [{"role": "user", "content": "go"}],
+                model="claude-sonnet-4-5",
+                max_tokens=1024,
+                max_turns=len(files),
+                turn_timeout_s=30,
+            )
+            result = await run.result(timeout=60)
+        await client.aclose()
+        return result.summary, api
 
 
 async def test_overloaded_before_the_first_byte_is_retried(redis_url: str, tmp_path: Path) -> None:

@@ -102,10 +102,8 @@ ResultStatus = Literal["ok", "error", "timeout", "refused", "cancelled", "missin
 
 def _always_present(schema: dict[str, Any]) -> None:
     """In the log every entry has these, whatever defaults a producer relied on when it built one."""
-    required = schema.setdefault("required", [])
-    for name in ("v", "kind", "ts", "run_id"):
-        if name in schema.get("properties", {}) and name not in required:
-            required.append(name)
+    head = [name for name in ("v", "kind", "ts", "run_id") if name in schema.get("properties", {})]
+    schema["required"] = head + [name for name in schema.get("required", []) if name not in head]
 
 
 class RunEventModel(BaseModel):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
@@ -251,13 +252,13 @@ def _not_after(entry_id: str, after: str) -> bool:
     return compare_ids(entry_id, after) <= 0
 
 
-def _json_pool(pool: ArqRedis) -> ArqRedis:
+def _json_pool(pool: ArqRedis, queue: str | None) -> ArqRedis:
     """The user's arq pool, on the same connections, enqueuing JSON (arq's default is pickle)."""
     return ArqRedis(
         connection_pool=pool.connection_pool,
         job_serializer=json_serializer,
         job_deserializer=json_deserializer,
-        default_queue_name=pool.default_queue_name,
+        default_queue_name=queue or pool.default_queue_name,
         expires_extra_ms=pool.expires_extra_ms,
     )
 
@@ -292,7 +293,9 @@ class Runner:
     ``tools``: a ``ToolRegistry`` or tool sets by name, for the in-process workers and for checking
     tool names at ``start``. ``model_client``: the in-process workers' (the built-in client from the
     environment when None; a ``MessagesClient``; or your ``anthropic.AsyncAnthropic``). ``on_startup``,
-    ``on_shutdown`` and ``state``: the in-process workers' hooks and tool state. Other keywords go to the
+    ``on_shutdown`` and ``state``: the in-process workers' hooks and tool state. ``queue``: the arq queue
+    this runner's runs and workers use (else arq's default): every worker on a queue must have the same
+    tool sets and model client, so runners that differ keep to queues of their own. Other keywords go to the
     in-process workers (``incremental.worker.worker_options``). ``settle_s``: after a run ends, how long
     ``events`` and ``result`` wait for calls still in flight to report before they give up on them.
     """
@@ -308,6 +311,7 @@ class Runner:
         on_startup: Hook | None = None,
         on_shutdown: Hook | None = None,
         state: dict[str, Any] | None = None,
+        queue: str | None = None,
         settle_s: float = 5.0,
         **worker_kwargs: Any,
     ) -> None:
@@ -315,6 +319,7 @@ class Runner:
             raise ValueError("give redis_url or pool, not both")
         self.tools = _toolsets(tools)
         self.redis_url = redis_url
+        self.queue = queue or os.environ.get("INCREMENTAL_QUEUE") or None
         self.settle_s = settle_s
         self._given_pool = pool
         own = redis_url is None and pool is None
@@ -326,6 +331,7 @@ class Runner:
             on_startup=on_startup,
             on_shutdown=on_shutdown,
             state=state,
+            queue=queue,
             **worker_kwargs,
         )
         if self.workers:
@@ -353,7 +359,7 @@ class Runner:
             return
         try:
             if self._given_pool is not None:
-                self._pool = _json_pool(self._given_pool)
+                self._pool = _json_pool(self._given_pool, self.queue)
                 settings = _settings_of(self._given_pool)
             else:
                 url = self.redis_url
@@ -361,7 +367,7 @@ class Runner:
                     self._server = RedisServer()
                     url = await asyncio.to_thread(self._server.start)
                     self.redis_url = url
-                self._pool = await connect(url)
+                self._pool = await connect(url, self.queue)
                 settings = RedisSettings.from_dsn(url)
             await self._pool.ping()
             self._svc = Services(pool=self._pool, registries=self.tools)

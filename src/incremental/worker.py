@@ -193,4 +193,5 @@ async def create_pool(redis_url: str | None = None) -> ArqRedis:
     """An arq pool that enqueues as JSON, as incremental's workers read (arq's own default is pickle)."""
     from .adapters._arq import connect
 
-    return await connect(redis_url or _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    url = redis_url or _env("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return await connect(url, os.environ.get("INCREMENTAL_QUEUE") or None)

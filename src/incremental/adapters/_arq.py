@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import default_queue_name
 
 __all__ = [
     "JOB_MONITOR_TURN",
@@ -124,12 +125,13 @@ class ToolJob:
         return f"{base}:g{self.generation}" if self.generation else base
 
 
-async def connect(url: str) -> ArqRedis:
-    """An arq pool on ``url`` that serializes jobs as JSON."""
+async def connect(url: str, queue: str | None = None) -> ArqRedis:
+    """An arq pool on ``url`` that serializes jobs as JSON; ``queue``: its default queue (else arq's)."""
     return await create_pool(
         RedisSettings.from_dsn(url),
         job_serializer=json_serializer,
         job_deserializer=json_deserializer,
+        default_queue_name=queue or default_queue_name,
     )
 
 

@@ -296,7 +296,10 @@ class RunView:
                 tool.progress = {k: event.get(k) for k in ("stage", "fraction", "message")}
         elif kind in _FINAL:
             tool = self._tool(event)
-            if tool is not None and not tool.final:
+            # A rejected call (truncated or invalid input) is final already; its refusal is its result.
+            if tool is not None and (
+                not tool.final or (tool.status == "rejected" and tool.result_status is None)
+            ):
                 tool.move(_FINAL[kind])
                 tool.result_status = str(event.get("status") or "ok")
                 tool.reported_at = ts
