@@ -39,6 +39,7 @@ from incremental.adapters._arq import connect  # noqa: E402
 from incremental.adapters._eventlog import EventLog, events_key  # noqa: E402
 from incremental.adapters._redis_server import RedisServer  # noqa: E402
 from incremental.adapters._store import TurnStore  # noqa: E402
+from incremental.events import RunStartedEvent, TextDeltaEvent  # noqa: E402
 
 TOKEN = "bench-" + secrets.token_hex(16)
 EVENTS = 5000
@@ -120,7 +121,7 @@ def writer(redis_url: str, run_id: str, n: int, rate: float) -> None:
         log = EventLog(pool, metrics=False)
         start = time.perf_counter()
         for i in range(n):
-            await log.append(run_id, "text_delta", turn=0, index=0, text=f"{i}{PAYLOAD}")
+            await log.append(TextDeltaEvent(run_id=run_id, turn=0, index=0, text=f"{i}{PAYLOAD}"))
             delay = start + (i + 1) / rate - time.perf_counter() if rate > 0 else 0.0
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -133,7 +134,7 @@ async def fan_out(
     url: str, redis_url: str, pool: Any, watchers: int, kind: str, rate: float = RATE
 ) -> dict[str, float]:
     run_id = await synthetic_run(pool)
-    await EventLog(pool, metrics=False).append(run_id, "run_started", turn=0, config={})
+    await EventLog(pool, metrics=False).append(RunStartedEvent(run_id=run_id, turn=0, config={}))
     n = EVENTS + 1  # run_started too
     arrivals: list[list[float]] = [[] for _ in range(watchers)]
     ready = [asyncio.Event() for _ in range(watchers)]

@@ -8,6 +8,7 @@ import pytest
 
 from incremental.adapters._arq import connect
 from incremental.adapters._eventlog import EventLog
+from incremental.events import TextDeltaEvent
 from incremental.service._fanout import Fanout, Subscriber, SubscriberCutOff, WatchFailed
 
 
@@ -29,7 +30,7 @@ async def test_a_stalled_watcher_is_cut_off_and_the_others_get_everything(redis_
 
         draining = [asyncio.create_task(drain(sub, 300)) for sub in readers]
         for i in range(300):
-            await log.append(run_id, "text_delta", turn=0, index=0, text=str(i))
+            await log.append(TextDeltaEvent(run_id=run_id, turn=0, index=0, text=str(i)))
         results = await asyncio.wait_for(asyncio.gather(*draining), 30)
         assert all(r == [str(i) for i in range(300)] for r in results)
         assert stalled.cut and stalled.n_pending == 0  # its backlog was dropped, not kept

@@ -18,6 +18,7 @@ from incremental.adapters._messages_client import (
     is_retryable_status,
 )
 from incremental.core import MalformedEventError
+from incremental.exceptions import MissingCredentialsError
 
 BASE = "https://api.test"
 REQUEST: dict[str, Any] = {
@@ -132,16 +133,39 @@ async def test_headers_with_key_and_betas(mock: respx.MockRouter, sleeps: Sleeps
     assert headers["accept"] == "text/event-stream"
 
 
-async def test_headers_without_key_or_betas(
+async def test_no_key_fails_before_any_request_and_says_what_is_missing(
     mock: respx.MockRouter, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     route = mock.post("/v1/messages").mock(return_value=ok())
-    await collect(client(sleeps, api_key=None))
+    with pytest.raises(MissingCredentialsError, match="ANTHROPIC_API_KEY"):
+        await collect(client(sleeps, api_key=None))
+    assert not route.called
+
+
+async def test_an_authorization_header_stands_in_for_the_key_and_betas_merge_per_request(
+    mock: respx.MockRouter, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    route = mock.post("/v1/messages").mock(return_value=ok())
+    c = client(sleeps, api_key=None, headers={"Authorization": "Bearer proxy-token"}, betas=["a-1"])
+    async with c, c.stream(REQUEST, betas=["b-2", "a-1"]) as stream:
+        [_ async for _ in stream]
     headers = route.calls.last.request.headers
-    assert "x-api-key" not in headers
-    assert "anthropic-beta" not in headers
+    assert "x-api-key" not in headers and headers["authorization"] == "Bearer proxy-token"
+    assert headers["anthropic-beta"] == "a-1,b-2"
     assert headers["anthropic-version"] == "2023-06-01"
+
+
+async def test_base_url_defaults_to_the_environment(
+    mock: respx.MockRouter, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", BASE + "/proxy/")
+    route = mock.post("/proxy/v1/messages").mock(return_value=ok())
+    c = MessagesClient(api_key="sk-test", _sleep=sleeps)
+    assert c.url == BASE + "/proxy/v1/messages"
+    await collect(c)
+    assert route.called
 
 
 async def test_api_key_defaults_to_environment(

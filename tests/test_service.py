@@ -13,6 +13,14 @@ import httpx
 import pytest
 
 from incremental.adapters._eventlog import compare_ids
+from incremental.events import (
+    RunCompletedEvent,
+    RunStartedEvent,
+    TextDeltaEvent,
+    ToolCompletedEvent,
+    ToolInputStartedEvent,
+    ToolReadyEvent,
+)
 
 from ._service import (
     ALICE,
@@ -77,26 +85,39 @@ async def test_resuming_at_random_cuts_equals_the_uninterrupted_log(redis_url: s
 async def test_an_offset_trimmed_away_gets_a_snapshot_first(redis_url: str) -> None:
     run_id, log, pool = await synthetic_run(redis_url, maxlen=20, exact_trim=True)
     try:
-        ids = [await log.append(run_id, "run_started", turn=0, config={"model": "synthetic"})]
+        ids = [
+            await log.append(
+                RunStartedEvent(run_id=run_id, turn=0, config={"request": {"model": "synthetic"}})
+            )
+        ]
         for i in range(3):
             tid = f"toolu_{i}"
             ids.append(
-                await log.append(run_id, "tool_input_started", turn=0, index=i, tool_use_id=tid, name="w")
+                await log.append(
+                    ToolInputStartedEvent(
+                        run_id=run_id, turn=0, index=i, tool_use_id=tid, name="w", server_side=False
+                    )
+                )
             )
-            ids.append(await log.append(run_id, "tool_ready", turn=0, index=i, tool_use_id=tid, name="w"))
+            ids.append(
+                await log.append(ToolReadyEvent(run_id=run_id, turn=0, index=i, tool_use_id=tid, name="w"))
+            )
             for k in range(15):
-                ids.append(await log.append(run_id, "text_delta", turn=0, index=9, text=f"{k} "))
+                ids.append(await log.append(TextDeltaEvent(run_id=run_id, turn=0, index=9, text=f"{k} ")))
             ids.append(
                 await log.append(
-                    run_id,
-                    "tool_completed",
-                    turn=0,
-                    tool_use_id=tid,
-                    name="w",
-                    status="ok",
-                    content="done",
-                    started_at=1.0,
-                    finished_at=2.0,
+                    ToolCompletedEvent(
+                        run_id=run_id,
+                        turn=0,
+                        tool_use_id=tid,
+                        name="w",
+                        status="ok",
+                        is_error=False,
+                        content="done",
+                        attempts=1,
+                        started_at=1.0,
+                        finished_at=2.0,
+                    )
                 )
             )
         assert await log.first_id(run_id) != ids[0]  # the log was trimmed
@@ -104,7 +125,9 @@ async def test_an_offset_trimmed_away_gets_a_snapshot_first(redis_url: str) -> N
             served(redis_url, demo=False, workers=0) as service,
             httpx.AsyncClient(base_url=service.url, timeout=10) as client,
         ):
-            ids.append(await log.append(run_id, "run_completed", turn=0, state="completed", reason="done"))
+            ids.append(
+                await log.append(RunCompletedEvent(run_id=run_id, turn=0, state="completed", reason="done"))
+            )
             got = await read_events(client, run_id, ALICE, after=ids[1])
             assert got.snapshot is not None
             assert [t["status"] for t in got.snapshot["tools"]] == ["completed"] * 3
@@ -163,7 +186,7 @@ async def test_auth_refusals_say_what_was_wrong_and_no_token_is_logged(
         assert "not valid JSON" in await error(
             "POST", "/v1/runs", 400, headers={**auth(ALICE), "content-type": "application/json"}, content=b"{"
         )
-        assert "unknown tools" in await error(
+        assert "no tool 'rm_rf' in this tool set" in await error(
             "POST",
             "/v1/runs",
             400,
@@ -186,7 +209,7 @@ async def test_auth_refusals_say_what_was_wrong_and_no_token_is_logged(
 async def test_headers_and_heartbeats_keep_proxies_open(redis_url: str) -> None:
     run_id, log, pool = await synthetic_run(redis_url)
     try:
-        await log.append(run_id, "run_started", turn=0, config={})
+        await log.append(RunStartedEvent(run_id=run_id, turn=0, config={}))
         async with (
             served(redis_url, demo=False, workers=0, heartbeat_s=0.2) as service,
             httpx.AsyncClient(base_url=service.url, timeout=10) as client,
@@ -210,7 +233,7 @@ async def test_a_client_that_never_reads_is_cut_off_and_hurts_no_one(redis_url: 
     run_id, log, pool = await synthetic_run(redis_url)
     n_events = 3000
     try:
-        await log.append(run_id, "run_started", turn=0, config={})
+        await log.append(RunStartedEvent(run_id=run_id, turn=0, config={}))
         async with (
             served(redis_url, demo=False, workers=0, max_pending_events=100, send_timeout_s=2.0) as service,
             httpx.AsyncClient(base_url=service.url, timeout=30) as client,
@@ -228,8 +251,8 @@ async def test_a_client_that_never_reads_is_cut_off_and_hurts_no_one(redis_url: 
             reading = asyncio.create_task(read_events(client, run_id, ALICE))
             payload = "x" * 1000
             for i in range(n_events):
-                await log.append(run_id, "text_delta", turn=0, index=0, text=f"{i}:{payload}")
-            await log.append(run_id, "run_completed", turn=0, state="completed", reason="done")
+                await log.append(TextDeltaEvent(run_id=run_id, turn=0, index=0, text=f"{i}:{payload}"))
+            await log.append(RunCompletedEvent(run_id=run_id, turn=0, state="completed", reason="done"))
             got = await asyncio.wait_for(reading, 60)
             # Its write timed out, so the server let go of it while it is still connected: no
             # generator, no backlog, no feed left for it. (What remains is the kernel's socket buffer.)
@@ -245,7 +268,7 @@ async def test_a_client_that_never_reads_is_cut_off_and_hurts_no_one(redis_url: 
 async def test_two_hundred_connect_disconnect_cycles_leak_nothing(redis_url: str) -> None:
     run_id, log, pool = await synthetic_run(redis_url)
     try:
-        await log.append(run_id, "run_started", turn=0, config={})
+        await log.append(RunStartedEvent(run_id=run_id, turn=0, config={}))
         async with (
             served(redis_url, demo=False, workers=0) as service,
             httpx.AsyncClient(base_url=service.url, timeout=10) as client,

@@ -5,7 +5,8 @@ The stream core lives in ``incremental.core`` and is re-exported here. The front
 are imported on first use, so that the parser alone needs neither Redis nor arq.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from .core import (
     Block,
@@ -45,7 +46,7 @@ from .core import (
 )
 from .inspection import StreamReport, inspect_bytes
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from .adapters._messages_client import MessagesClient
     from .adapters._model_clients import AnthropicClient
     from .runner import Run, Runner, RunResult, ToolCallResult, run
@@ -66,7 +67,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'incremental' has no attribute {name!r}")

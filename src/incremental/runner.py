@@ -47,7 +47,7 @@ from .pipeline._view import RunView
 from .tools import ToolRegistry, ToolResult
 from .worker import Hook, Tools, _toolsets, worker_options
 
-__all__ = ["Run", "RunError", "RunNotFoundError", "RunResult", "Runner", "ToolCallResult", "run"]
+__all__ = ["ErrorInfo", "Run", "RunNotFoundError", "RunResult", "Runner", "ToolCallResult", "run", "stop_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ _READ_BLOCK_MS = 1000
 _WORKER_GRACE_S = 2.0  # in-process workers' running jobs get this long to return when the runner closes
 
 
-class RunError(BaseModel):
+class ErrorInfo(BaseModel):
     type: str = Field(description="The error that ended the run, e.g. APIStatusError or UpstreamError.")
     message: str = Field(description="What went wrong, for people.")
 
@@ -88,7 +88,7 @@ class RunResult(BaseModel):
     state: Literal["completed", "failed", "cancelled", "ended", "running"]
     reason: str | None
     stop_reason: str | None
-    error: RunError | None
+    error: ErrorInfo | None
     messages: list[dict[str, Any]]
     message: dict[str, Any] | None = Field(description="The final assistant message")
     usage: dict[str, Any] = Field(
@@ -209,7 +209,7 @@ class Run:
         )
         state = _STATE.get(view.state, "running")
         error = (
-            RunError(type=view.error_type or "RunFailed", message=view.reason or "the run failed")
+            ErrorInfo(type=view.error_type or "RunFailed", message=view.reason or "the run failed")
             if state == "failed"
             else None
         )
