@@ -58,6 +58,29 @@ async def test_a_demo_run_streams_every_step_and_ends(redis_url: str) -> None:
         assert view["stats"]["completed"] == len(view["tools"])
 
 
+async def test_a_run_takes_the_messages_api_request_and_a_toolset(redis_url: str) -> None:
+    async with served(redis_url) as service, httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        fields = {
+            "temperature": 0.3,
+            "top_k": 5,
+            "tool_choice": {"type": "auto"},
+            "metadata": {"user_id": "u1"},
+        }
+        created = await start_demo(client, toolset="app", tools=["write_file", "replace_lines"], **fields)
+        await read_events(client, created["id"], ALICE)
+        assert service._api is not None
+        first = service._api.requests[0]
+        assert {k: first[k] for k in fields} == fields
+        assert [t["name"] for t in first["tools"]] == ["write_file", "replace_lines"]
+        body = {"messages": [{"role": "user", "content": "x"}], "toolset": "nope"}
+        response = await client.post("/v1/runs", json=body, headers=auth(ALICE))
+        assert response.status_code == 400 and "no tool set 'nope'" in response.json()["error"]["message"]
+        response = await client.post(
+            "/v1/runs", json={**body, "toolset": "app", "stream": False}, headers=auth(ALICE)
+        )
+        assert response.status_code == 400 and "stream" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_resuming_at_random_cuts_equals_the_uninterrupted_log(redis_url: str, seed: int) -> None:
     rng = random.Random(seed)

@@ -47,7 +47,16 @@ from .pipeline._view import RunView
 from .tools import ToolRegistry, ToolResult
 from .worker import Hook, Tools, _toolsets, worker_options
 
-__all__ = ["ErrorInfo", "Run", "RunNotFoundError", "RunResult", "Runner", "ToolCallResult", "run", "stop_worker"]
+__all__ = [
+    "ErrorInfo",
+    "Run",
+    "RunNotFoundError",
+    "RunResult",
+    "Runner",
+    "ToolCallResult",
+    "run",
+    "stop_worker",
+]
 
 logger = logging.getLogger(__name__)
 

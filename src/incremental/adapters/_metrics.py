@@ -22,6 +22,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ..events import RUN_FINAL_KINDS
+
 __all__ = ["BUCKETS", "Histogram", "MetricsSnapshot", "MetricsStore"]
 
 # Seconds. Wide enough for ~1 ms dispatch latencies and minute-long tools alike.
@@ -47,7 +49,7 @@ BUCKETS: tuple[float, ...] = (
 
 _PREFIX = "inc:metrics"
 _TOOL_FINAL = frozenset({"tool_completed", "tool_failed", "tool_cancelled", "tool_refused"})
-_RUN_FINAL = frozenset({"run_completed", "run_failed", "run_ended"})
+_RUN_FINAL = RUN_FINAL_KINDS
 _OBSERVED = _TOOL_FINAL | _RUN_FINAL | {"run_started", "tool_started", "request_sent", "turn_completed"}
 _SEP = "\x1f"
 
