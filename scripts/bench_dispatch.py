@@ -29,6 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from workers.app_tools import registry as app_registry  # noqa: E402
+
 from incremental.adapters._arq import connect  # noqa: E402
 from incremental.adapters._eventlog import EventLog  # noqa: E402
 from incremental.adapters._redis_server import redis_url  # noqa: E402
@@ -77,7 +79,12 @@ async def main() -> int:
         log = EventLog(pool)
         for _ in range(args.runs):
             options = ReplayOptions(
-                files=FILES, speed=args.speed, simulate_s=args.simulate, redis_url=url, workers=args.workers
+                files=FILES,
+                tools=app_registry,
+                speed=args.speed,
+                simulate_s=args.simulate,
+                redis_url=url,
+                workers=args.workers,
             )
             summary = await replay(options)
             assert summary["state"] == "completed", summary
