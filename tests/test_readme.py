@@ -33,6 +33,7 @@ from ._streams import (
     text_start,
     tool_start,
 )
+from ._workers import arq_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -117,29 +118,22 @@ async def test_the_worker_module_example_serves_runs_under_arq(
     (package / "worker.py").write_text(worker_code)
     api = await fake_messages_api(weather_turns(), speed=0)
     queue = f"readme-{uuid.uuid4().hex[:8]}"
-    env = {
-        **model_env(api.url),
-        "REDIS_URL": redis_url,
-        "INCREMENTAL_QUEUE": queue,
-        "PYTHONPATH": str(tmp_path),
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "arq", "myapp.worker.WorkerSettings"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        async with Runner(redis_url=redis_url, queue=queue) as runner:
-            messages: list[dict[str, Any]] = [{"role": "user", "content": "Paris and Oslo?"}]
-            result = await runner.run(
-                messages, model="claude-sonnet-4-5", max_tokens=1024, toolset="myapp", timeout=60
-            )
-    finally:
-        worker.terminate()
-        _, err = await asyncio.to_thread(worker.communicate, timeout=20)
-    assert result.state == "completed", (result.reason, err.decode()[-2000:])
+    async with (
+        arq_worker(
+            "myapp.worker.WorkerSettings",
+            redis_url=redis_url,
+            api_url=api.url,
+            cwd=tmp_path,
+            INCREMENTAL_QUEUE=queue,
+            PYTHONPATH=str(tmp_path),
+        ) as worker,
+        Runner(redis_url=redis_url, queue=queue) as runner,
+    ):
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "Paris and Oslo?"}]
+        result = await runner.run(
+            messages, model="claude-sonnet-4-5", max_tokens=1024, toolset="myapp", timeout=60
+        )
+    assert result.state == "completed", (result.reason, worker.log)
     assert [t.content for t in result.tools] == ["sunny, 21 °C", "snow, -3 °C"]
 
 

@@ -6,10 +6,6 @@ workers (in process, or ``arq`` processes of a user's own module), and the fake 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ from ._streams import (
     text_delta,
     text_start,
 )
+from ._workers import arq_worker
 from .test_pipeline import final_turn_file, tool_turn_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -372,29 +369,15 @@ async def test_your_own_worker_module_under_arq(
         [tool_turn_file(tmp_path / "t1.sse", calls), final_turn_file(tmp_path / "t2.sse")], speed=0
     )
     queue = f"user-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "ANTHROPIC_BASE_URL": api.url,
-        "ANTHROPIC_API_KEY": "sk-test",
-        "INCREMENTAL_QUEUE": queue,
-    }
-    env.pop("INCREMENTAL_TOOLSETS", None)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "arq", "tests._user_worker.WorkerSettings"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        async with Runner(redis_url=redis_url, queue=queue) as runner:
-            assert runner.workers == 0  # with redis_url, the workers are yours
-            result = await runner.run(GO, **REQUEST, toolset="test", max_turns=2, timeout=60)
-    finally:
-        worker.terminate()
-        _, err = await asyncio.to_thread(worker.communicate, timeout=20)
-    assert result.state == "completed", (result.reason, err.decode()[-2000:])
+    async with (
+        arq_worker(
+            "tests._user_worker.WorkerSettings", redis_url=redis_url, api_url=api.url, INCREMENTAL_QUEUE=queue
+        ) as worker,
+        Runner(redis_url=redis_url, queue=queue) as runner,
+    ):
+        assert runner.workers == 0  # with redis_url, the workers are yours
+        result = await runner.run(GO, **REQUEST, toolset="test", max_turns=2, timeout=60)
+    assert result.state == "completed", (result.reason, worker.log)
     [greeted] = result.tools
     assert greeted.content == "hello from the worker's start-up hook, Ada"
     assert api.rejections == []
