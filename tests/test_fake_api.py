@@ -342,3 +342,98 @@ def test_the_command_line_serves_until_ctrl_c(stop_signal: signal.Signals) -> No
     assert process.returncode == 0, err
     assert "turn 0: playing" in out and "400: stream" in out and "stopped" in out
     assert json.loads(rejected.text)["error"]["type"] == "invalid_request_error"
+
+
+def _sdk_dump(path: Path) -> list[dict[str, Any]]:
+    """``[b.model_dump() for b in message.content]`` of the SDK's own final message for a recording."""
+    import warnings
+
+    import anthropic
+    import httpx2
+
+    data = path.read_bytes()
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=data)
+
+    client = anthropic.Anthropic(
+        api_key="test-key",
+        base_url="http://oracle.invalid",
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
+    with (
+        warnings.catch_warnings(),
+        client.messages.stream(
+            model="m", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        warnings.simplefilter("ignore", UserWarning)  # block types the SDK does not model
+        return [block.model_dump() for block in stream.get_final_message().content]
+
+
+TOLERATED = ["app_builder_8_tools.sse", "thinking_parallel_tools.sse", "server_tool_web_search.sse"]
+
+
+@pytest.mark.parametrize("name", TOLERATED)
+async def test_the_sdks_model_dump_of_the_content_is_accepted_as_the_api_accepts_it(name: str) -> None:
+    path = FIXTURES / name
+    dumped = _sdk_dump(path)
+    recorded = _parse(path.read_bytes()).message()["content"]
+    assert dumped != recorded  # the SDK writes out nulls the stream never sent (citations, caller, ...)
+    added = {k for d, r in zip(dumped, recorded, strict=True) for k, v in d.items() if k not in r}
+    assert "citations" in added
+    ids = [b["id"] for b in recorded if b["type"] == "tool_use"]
+    async with FakeMessagesAPI([path, TURN2], speed=0) as api:
+        response = await _post(api, _request(dumped, user=_results(ids)))
+        assert response.status_code == 200, response.text
+        assert api.rejections == []
+
+
+def _with(content: list[Any], index: int, **changes: Any) -> list[Any]:
+    out = copy.deepcopy(content)
+    out[index].update(changes)
+    return out
+
+
+def _tolerance_cases() -> dict[str, tuple[list[Any], list[str] | None]]:
+    """name: (echoed content, None if accepted, else words the rejection must hold)."""
+    dumped = _sdk_dump(TURN1)
+    write = next(i for i, b in enumerate(CONTENT1) if b["type"] == "tool_use")
+    text_input = {**CONTENT1[write]["input"], "mode": None}
+    return {
+        "model_dump": (dumped, None),
+        "citations []": (_with(CONTENT1, 0, citations=[]), None),
+        "an unknown key set to null": (_with(CONTENT1, 0, annotations=None), None),
+        "citations with an item": (
+            _with(dumped, 0, citations=[{"type": "char_location"}]),
+            ["messages[-2].content[0].citations", "was not in the recording"],
+        ),
+        "an extra key with a value": (
+            _with(dumped, write, caller={"type": "direct"}),
+            [f"messages[-2].content[{write}].caller was not in the recording", '{"type": "direct"}'],
+        ),
+        "a null added to a tool input": (
+            _with(dumped, write, input=text_input),
+            [f"messages[-2].content[{write}].input.mode was not in the recording (got null)"],
+        ),
+        "a changed text in a dump": (
+            _with(dumped, 0, text=dumped[0]["text"] + "!"),
+            ["messages[-2].content[0].text differs at character"],
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_tolerance_cases()))
+async def test_nulls_and_defaults_are_read_as_absent_and_anything_else_is_named(
+    app_builder: FakeMessagesAPI, case: str
+) -> None:
+    content, words = _tolerance_cases()[case]
+    response = await _post(app_builder, _request(content))
+    if words is None:
+        assert response.status_code == 200, response.text
+        return
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    for word in words:
+        assert word in message, message

@@ -16,7 +16,9 @@ body (and a message that says what was expected and what arrived) when:
 
 - ``stream`` is not true, ``messages`` is not a non-empty list, or no turn *k* was recorded;
 - ``messages[-2]`` is not the assistant message of turn *k*-1 with its ``content`` echoed verbatim
-  (what ``StreamParser`` assembles from that recording, thinking signatures included);
+  (what ``StreamParser`` assembles from that recording, thinking signatures included). As the API
+  does, it reads a block's key that is null (or ``citations: []``) as absent, so the SDK's
+  ``[b.model_dump() for b in message.content]`` passes; tool inputs are compared exactly;
 - ``messages[-1]`` is not a user message that begins with one ``tool_result`` per ``tool_use`` block
   of that content, in the same order, each exactly once.
 
@@ -173,21 +175,40 @@ def _string_difference(path: str, expected: str, actual: str) -> str:
     )
 
 
-def _difference(path: str, expected: Any, actual: Any) -> str | None:
-    """The first place where ``actual`` differs from ``expected``, said in words; None when equal."""
+# What a content block's key means when it is absent: the SDK's ``model_dump()`` writes these out (as
+# null, or the API's default) and the API reads them as if absent. Any other key absent on one side
+# may be null on the other, for the same reason.
+_ABSENT_AS: dict[str, tuple[Any, ...]] = {"citations": ([], None)}
+
+
+def _absent(key: str, value: Any) -> bool:
+    """Whether ``key: value`` says the same as no ``key`` at all, to the API."""
+    return value is None or value in _ABSENT_AS.get(key, ())
+
+
+def _difference(path: str, expected: Any, actual: Any, *, lenient: bool = True) -> str | None:
+    """The first place where ``actual`` differs from ``expected``, said in words; None when equal.
+
+    ``lenient``: keys of content blocks that the API reads as absent (null, a default) may be absent
+    on either side. Tool inputs are compared exactly (``lenient`` is off below an ``input`` key):
+    ``{"x": null}`` and ``{}`` are different inputs.
+    """
     if isinstance(expected, dict) and isinstance(actual, dict):
         for key, value in expected.items():
             if key not in actual:
+                if lenient and _absent(key, value):
+                    continue
                 return f"{path}.{key} is missing (expected {_show(value)})"
-            if found := _difference(f"{path}.{key}", value, actual[key]):
+            strict = lenient and key != "input"
+            if found := _difference(f"{path}.{key}", value, actual[key], lenient=strict):
                 return found
-        extra = [key for key in actual if key not in expected]
+        extra = [key for key in actual if key not in expected and not (lenient and _absent(key, actual[key]))]
         return (
             f"{path}.{extra[0]} was not in the recording (got {_show(actual[extra[0]])})" if extra else None
         )
     if isinstance(expected, list) and isinstance(actual, list):
         for i, (e, a) in enumerate(zip(expected, actual, strict=False)):
-            if found := _difference(f"{path}[{i}]", e, a):
+            if found := _difference(f"{path}[{i}]", e, a, lenient=lenient):
                 return found
         n, m = len(expected), len(actual)
         if m < n:
