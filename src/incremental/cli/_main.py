@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _fake_api, _inspect, _replay, _serve
+from . import _fake_api, _inspect, _record, _replay, _serve
 
 __all__ = ["main"]
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _inspect.add_parser(sub)
     _fake_api.add_parser(sub)
+    _record.add_parser(sub)
     _replay.add_parser(sub)
     _serve.add_parser(sub)
     return parser
