@@ -54,7 +54,6 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from ._serving import LoopbackServer, start_server
-from .core import MessageState, StreamParser
 
 __all__ = [
     "DEFAULT_UPSTREAM",
@@ -75,6 +74,8 @@ _TIMING_LINE = re.compile(rb":[ ]?t=\d+(?:\.\d*)?")
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
 _DROPPED_RESPONSE_HEADERS = frozenset({"set-cookie", "anthropic-organization-id"})
 _BOM = b"\xef\xbb\xbf"
+_DATA_TYPE = re.compile(rb'^data:\s*\{\s*"type"\s*:\s*"(\w+)"')
+_STOP_REASON = re.compile(rb'"stop_reason"\s*:\s*"(\w+)"')
 _CONVERSATION = re.compile(r"conv-(\d+)")
 
 
@@ -114,6 +115,8 @@ class TimedSSEWriter:
         self._started = False
         self.events = 0  # events written, each with its timing comment
         self.bytes = 0  # bytes received
+        self.kinds: set[str] = set()  # the event types seen (`event:` lines, else the data's "type")
+        self.stop_reason: str | None = None  # from message_delta
 
     def feed(self, chunk: bytes, at: float) -> None:
         self.bytes += len(chunk)
@@ -135,8 +138,12 @@ class TimedSSEWriter:
                 elif self._last == "written":
                     self._out.write(b"\n")
                 i = 1
+        cr = lf = -2  # the next CR and LF at or after i (-1: none left); each is searched for once
         while i < n:
-            cr, lf = chunk.find(b"\r", i), chunk.find(b"\n", i)
+            if cr != -1 and cr < i:
+                cr = chunk.find(b"\r", i)
+            if lf != -1 and lf < i:
+                lf = chunk.find(b"\n", i)
             if cr < 0 and lf < 0:
                 self._line += chunk[i:]
                 return
@@ -162,8 +169,19 @@ class TimedSSEWriter:
         self._last = "group"
         if line and not line.startswith(b":"):
             self._has_field = True
+            self._note(line)
         if not line:
             self._flush(at)
+
+    def _note(self, line: bytes) -> None:
+        """Keep what says how the stream went: its event types and its stop reason."""
+        if line.startswith(b"event:"):
+            self.kinds.add(line[6:].strip().decode("utf-8", "replace"))
+        elif line.startswith(b"data:"):
+            if (m := _DATA_TYPE.search(line)) is not None:
+                self.kinds.add(m.group(1).decode())
+            if b"stop_reason" in line and (m := _STOP_REASON.search(line)) is not None:
+                self.stop_reason = m.group(1).decode()
 
     def _flush(self, at: float | None) -> None:
         if self._has_field and at is not None:
@@ -290,7 +308,6 @@ class Exchange:
         self._sse_file: BinaryIO | None = None
         self._body = bytearray()
         self._decoder: Any = None  # zlib, when the upstream compressed the body anyway
-        self._parser: StreamParser | None = None
         self._finished = False
 
     def _elapsed(self) -> float:
@@ -312,12 +329,12 @@ class Exchange:
         if status == 200 and content_type == "text/event-stream":
             self._sse_file = self._stem.with_suffix(".sse").open("wb")
             self._sse = TimedSSEWriter(self._sse_file)
-            self._parser = StreamParser()
 
-    def data(self, chunk: bytes) -> None:
+    def data(self, chunk: bytes, *, at: float | None = None) -> None:
+        """A piece of the body; ``at``: ``time.monotonic()`` when it arrived (default: now)."""
         if not chunk or self._finished:
             return
-        at = self._elapsed()
+        at = self._elapsed() if at is None else at - self.sent_at
         self._last_at = at
         if self._decoder is not None:
             chunk = self._decoder.decompress(chunk)
@@ -325,9 +342,6 @@ class Exchange:
             self._body += chunk
             return
         self._sse.feed(chunk, at)
-        parser = self._parser
-        if parser is not None and parser.error is None:
-            parser.feed(chunk)
 
     def finish(self, outcome: str | None = None) -> Saved:
         """The exchange is over; ``outcome`` says why it ended early (None: it ended normally)."""
@@ -336,17 +350,14 @@ class Exchange:
         self._finished = True
         end = self._elapsed()
         events, stop_reason, error = 0, None, None
-        parser = self._parser
         if self._sse is not None and self._sse_file is not None:
             self._sse.close(self._last_at)
             self._sse_file.close()
-            events = self._sse.events
-        if parser is not None:
-            if parser.error is None:
-                parser.end()
-            stop_reason = parser.stop_reason
-            if outcome is None and parser.state is not MessageState.DONE:
-                outcome = f"the stream ended without message_stop: {parser.error}"
+            events, stop_reason = self._sse.events, self._sse.stop_reason
+            if outcome is None and "error" in self._sse.kinds:
+                outcome = "the stream ended with an error event"
+            elif outcome is None and "message_stop" not in self._sse.kinds:
+                outcome = "the stream ended without message_stop"
         ok = outcome is None and self._status == 200
         if self._status is not None and self._status != 200:
             error = self._error_text()
@@ -704,9 +715,10 @@ class RecordingProxy:
                     }
                     await send(start)
                     async for chunk in upstream.aiter_raw():
-                        if exchange is not None:
-                            exchange.data(chunk)
+                        arrived = time.monotonic()
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        if exchange is not None:  # after the client has it: recording never delays it
+                            exchange.data(chunk, at=arrived)
                     outcome = None
                 except httpx.HTTPError as exc:
                     outcome = f"the upstream connection broke: {type(exc).__name__}: {exc}"
