@@ -515,3 +515,72 @@ def test_the_command_refuses_bad_arguments(tmp_path: Path) -> None:
         result = incremental(*args, timeout=30)
         assert result.returncode == 2 and words in result.stderr, (extra, result.stderr)
     assert incremental("record", timeout=30).returncode == 2  # --out is required
+
+
+# ---------------------------------------------------------------- the committed recordings
+
+RECORDED = FIXTURES / "recorded"
+ORIGINALS = {
+    "app_builder": [TURN1, TURN2],
+    "web_search_retried": [FIXTURES / "server_tool_web_search.sse"],
+}
+
+
+@pytest.mark.parametrize("name", list(ORIGINALS))
+def test_the_committed_recordings_hold_the_upstreams_events_timed_never_early(name: str) -> None:
+    turns = turn_files(RECORDED / name)
+    assert len(turns) == len(ORIGINALS[name])
+    for recorded, original in zip(turns, ORIGINALS[name], strict=True):
+        data, sent = recorded.read_bytes(), original.read_bytes()
+        assert strip_timing(data) == strip_timing(sent)
+        measured, scheduled = _timings(data), _timings(sent)
+        assert len(measured) == len(scheduled) == len(_events(data))
+        # Played at speed 1, the fake API never sends an event before its time; the recorder's clock
+        # starts before the request leaves, so each measured time is at least the scheduled one.
+        assert all(m >= s for m, s in zip(measured, scheduled, strict=True))
+        response = json.loads(recorded.with_suffix(".response.json").read_text())
+        assert response["status"] == 200 and response["outcome"] == "complete"
+        assert response["events"] == len(measured)
+    for path in (RECORDED / name).rglob("*"):
+        if path.is_file():
+            assert b"sk-ant" not in path.read_bytes()
+    result = incremental("inspect", "--json", *map(str, turns))
+    assert result.returncode == 0, result.stderr
+    assert all(json.loads(line)["error"] is None for line in result.stdout.splitlines())
+
+
+def test_the_committed_retry_kept_the_error_beside_the_turn() -> None:
+    error = json.loads((RECORDED / "web_search_retried/retried/turn-00.1.response.json").read_text())
+    assert error["status"] == 529 and error["body"]["error"]["type"] == "overloaded_error"
+    first = json.loads((RECORDED / "web_search_retried/retried/turn-00.1.request.json").read_text())
+    second = json.loads((RECORDED / "web_search_retried/turn-00.request.json").read_text())
+    assert first["body"] == second["body"]
+    assert (first["headers"]["x-stainless-retry-count"], second["headers"]["x-stainless-retry-count"]) == (
+        "0",
+        "1",
+    )
+
+
+async def test_the_committed_conversation_plays_back_from_the_fake_api() -> None:
+    async with FakeMessagesAPI(turn_files(RECORDED / "app_builder"), speed=0) as api:
+        finals = await _sdk_conversation(api.url, 2, max_retries=0)
+    assert [m.stop_reason for m in finals] == ["tool_use", "end_turn"] and api.rejections == []
+    recorded = [
+        json.loads(p.read_text())["body"] for p in sorted((RECORDED / "app_builder").glob("*.request.json"))
+    ]
+    assert [len(r["messages"]) for r in recorded] == [len(r["messages"]) for r in api.requests] == [1, 3]
+
+
+def test_a_stream_that_fails_or_stops_short_is_a_failed_attempt(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    overloaded = _exchange(recorder, _body(USER), data=(FIXTURES / "overloaded_midstream.sse").read_bytes())
+    assert (overloaded.ok, overloaded.outcome) == (False, "the stream ended with an error event")
+    whole = SINGLE.read_bytes()
+    short = _exchange(recorder, _body(USER), data=whole[: whole.index(b"event: message_stop")])
+    assert (short.conversation, short.attempt, short.ok) == ("conv-001", 2, False)
+    assert short.outcome == "the stream ended without message_stop" and short.stop_reason == "tool_use"
+    done = _exchange(recorder, _body(USER))
+    assert (done.conversation, done.attempt, done.ok, done.events) == ("conv-001", 3, True, 15)
+    assert sorted(p.name for p in (tmp_path / "conv-001/retried").iterdir()) == [
+        f"turn-00.{n}.{ext}" for n in (1, 2) for ext in ("request.json", "response.json", "sse")
+    ]
