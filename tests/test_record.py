@@ -584,3 +584,73 @@ def test_a_stream_that_fails_or_stops_short_is_a_failed_attempt(tmp_path: Path) 
     assert sorted(p.name for p in (tmp_path / "conv-001/retried").iterdir()) == [
         f"turn-00.{n}.{ext}" for n in (1, 2) for ext in ("request.json", "response.json", "sse")
     ]
+
+
+# ---------------------------------------------------------------- the built-in model client
+
+
+async def test_the_model_client_records_every_attempt_with_record_to(tmp_path: Path) -> None:
+    from incremental.adapters._messages_client import MessagesClient
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    faults = {0: Fault("status", status=529)}
+    async with (
+        FakeMessagesAPI([TURN1, TURN2], speed=0, faults=faults) as api,
+        MessagesClient(base_url=api.url, api_key=KEY, record_to=tmp_path, _sleep=no_wait) as client,
+    ):
+        request = {"model": MODEL, "max_tokens": 8192, "messages": [USER]}
+        parser = StreamParser()
+        async with client.stream(request) as stream:
+            async for event in stream:
+                parser.feed_event(event)
+        parser.end()
+        assert stream.attempts == 2 and parser.error is None
+        content = parser.message()["content"]
+        ids = [b["id"] for b in content if b["type"] == "tool_use"]
+        results = [{"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in ids]
+        follow = {
+            **request,
+            "messages": [
+                USER,
+                {"role": "assistant", "content": content},
+                {"role": "user", "content": results},
+            ],
+        }
+        async with client.stream(follow) as stream:
+            async for _ in stream:
+                pass
+    assert _tree(tmp_path) == [
+        "conv-001/retried/turn-00.1.request.json",
+        "conv-001/retried/turn-00.1.response.json",
+        *(f"conv-001/turn-0{k}.{ext}" for k in (0, 1) for ext in ("request.json", "response.json", "sse")),
+    ]
+    for k, fixture in enumerate((TURN1, TURN2)):
+        saved = (tmp_path / f"conv-001/turn-0{k}.sse").read_bytes()
+        assert strip_timing(saved) == strip_timing(fixture.read_bytes())
+        assert (
+            json.loads((tmp_path / f"conv-001/turn-0{k}.response.json").read_text())["outcome"] == "complete"
+        )
+        assert (
+            json.loads((tmp_path / f"conv-001/turn-0{k}.request.json").read_text())["body"]
+            == api.requests[k + 1]
+        )
+    error = json.loads((tmp_path / "conv-001/retried/turn-00.1.response.json").read_text())
+    assert error["status"] == 529 and error["body"]["error"]["type"] == "overloaded_error"
+    assert KEY.encode() not in b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+
+
+async def test_the_model_client_records_an_upstream_it_cannot_reach(tmp_path: Path) -> None:
+    from incremental.adapters._messages_client import MessagesClient
+    from incremental.exceptions import APIConnectionError
+
+    async with FakeMessagesAPI([SINGLE]) as api:
+        gone = api.url
+    recorder = Recorder(tmp_path)
+    async with MessagesClient(base_url=gone, api_key=KEY, record_to=recorder, max_retries=0) as client:
+        with pytest.raises(APIConnectionError):
+            async with client.stream({"model": MODEL, "max_tokens": 8, "messages": [USER]}):
+                pass
+    [saved] = recorder.saved
+    assert saved.status is None and saved.outcome.startswith("the upstream could not be reached")

@@ -3,7 +3,8 @@
 A ``Recorder`` saves each ``POST /v1/messages`` exchange it is told about; ``RecordingProxy`` is a
 loopback HTTP proxy that forwards every request unchanged to an upstream (the real Messages API by
 default), streams the answer back as it arrives, and tells its recorder. The built-in model client
-takes ``record_to=DIR`` and uses a recorder too.
+takes ``record_to=DIR`` (or a ``Recorder``) and records each attempt it makes, through
+``Recorder.begin_request`` and ``Exchange.follow``.
 
 Layout of a recording folder::
 
@@ -39,11 +40,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -395,6 +397,18 @@ class Exchange:
         self._recorder._finished(self._conversation, self._turn, saved)
         return saved
 
+    def follow(self, response: httpx.Response) -> None:
+        """Record an ``httpx`` response opened with ``stream=True``: its headers now, its body as it is read.
+
+        The body is recorded whoever reads it (``aiter_bytes``, ``aiter_lines``, an SSE reader); closing
+        the response finishes the exchange, saying so when the body was not read to its end.
+        """
+        self.response(response.status_code, response.headers.multi_items())
+        response.stream = _FollowedStream(response.stream, self)
+
+    def _saw_stop(self) -> bool:
+        return self._sse is not None and "message_stop" in self._sse.kinds
+
     def _decoded_body(self) -> Any:
         raw = bytes(self._body)
         try:
@@ -410,6 +424,33 @@ class Exchange:
         return None
 
 
+class _FollowedStream(httpx.AsyncByteStream):
+    """A response body that tells its exchange each chunk as it is read, and finishes it on close."""
+
+    def __init__(self, inner: Any, exchange: Exchange) -> None:
+        self._inner = inner
+        self._exchange = exchange
+        self._outcome: str | None = "the body was closed before its end"
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                self._exchange.data(chunk)
+                yield chunk
+        except httpx.TransportError as exc:
+            self._outcome = f"the upstream connection broke: {type(exc).__name__}: {exc}"
+            raise
+        self._outcome = None
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if not self._exchange._finished:
+                # A reader that stops at message_stop, before the body's end, has read the whole stream.
+                self._exchange.finish(None if self._exchange._saw_stop() else self._outcome)
+
+
 class Recorder:
     """Saves exchanges under ``out`` (created if needed), one folder per conversation (module docstring).
 
@@ -417,7 +458,9 @@ class Recorder:
     already in ``out`` are left alone: new ones are numbered after them.
     """
 
-    def __init__(self, out: str | Path, *, on_saved: Callable[[Saved], None] | None = None) -> None:
+    def __init__(
+        self, out: str | os.PathLike[str], *, on_saved: Callable[[Saved], None] | None = None
+    ) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.on_saved = on_saved
@@ -461,6 +504,13 @@ class Recorder:
                 request["body_text"] = body.decode("utf-8", "replace")
             _write_json(stem.with_suffix(".request.json"), request)
             return Exchange(self, conversation, turn, stem)
+
+    def begin_request(self, request: httpx.Request) -> Exchange:
+        """``begin`` for an ``httpx`` request about to be sent (its body already in memory)."""
+        path = request.url.raw_path.decode("ascii", "replace")
+        return self.begin(
+            method=request.method, path=path, headers=request.headers.multi_items(), body=request.content
+        )
 
     def _place(self, body: Any) -> tuple[_Conversation, int]:
         messages = body.get("messages") if isinstance(body, dict) else None

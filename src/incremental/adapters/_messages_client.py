@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from httpx_sse import EventSource
@@ -34,6 +34,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from ..core import MalformedEventError
 from ..exceptions import APIConnectionError, APIError, APIStatusError, MissingCredentialsError
+
+if TYPE_CHECKING:
+    from ..recording import Recorder
 
 _ENDPOINT = "POST /v1/messages"
 _RETRYABLE_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
@@ -171,7 +174,8 @@ class MessagesClient:
     ``headers``) the first request raises ``MissingCredentialsError``. ``headers`` are sent with every
     request; ``betas`` (here and per request) become the ``anthropic-beta`` header.
     ``timeout`` (read/write/pool) and ``connect_timeout`` apply to every request, also on an ``http``
-    client you pass in (which ``aclose`` leaves open: it is yours).
+    client you pass in (which ``aclose`` leaves open: it is yours). ``record_to`` (a folder or an
+    ``incremental.recording.Recorder``) saves every attempt as ``incremental record`` does.
     """
 
     def __init__(
@@ -188,6 +192,7 @@ class MessagesClient:
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
         http: httpx.AsyncClient | None = None,
+        record_to: str | os.PathLike[str] | Recorder | None = None,
         _sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         base = base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
@@ -208,6 +213,11 @@ class MessagesClient:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._sleep = _sleep
+        self._recorder: Recorder | None = None
+        if record_to is not None:
+            from ..recording import Recorder
+
+            self._recorder = record_to if isinstance(record_to, Recorder) else Recorder(record_to)
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
 
@@ -258,15 +268,20 @@ class MessagesClient:
         request = self._http.build_request(
             "POST", self._url, json=body, headers=headers, timeout=self._timeout
         )
+        exchange = self._recorder.begin_request(request) if self._recorder is not None else None
         try:
             response = await self._http.send(request, stream=True)
         except httpx.TransportError as exc:
+            if exchange is not None:
+                exchange.finish(f"the upstream could not be reached: {_describe(exc)}")
             raise APIConnectionError(
                 f"expected 200 from {_ENDPOINT}, could not get a response: {_describe(exc)} "
                 f"(after {_count(attempt, 'attempt')})",
                 attempts=attempt,
             ) from exc
         first_byte_at = time.monotonic()
+        if exchange is not None:
+            exchange.follow(response)  # the body is recorded as it is read; closing it saves the exchange
         content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if response.status_code != 200 or content_type != "text/event-stream":
             try:
