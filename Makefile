@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO   := src/incremental/examples/app_builder# the demo's recordings, shipped in the package
 
 .PHONY: demo serve test lint typecheck unit bench clean
 
@@ -17,8 +18,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 # The main job: the recorded 8-tool app-builder conversation, replayed at its recorded speed through
 # a private redis-server and real arq workers; every tool a 3 s simulated job, so the overlap shows.
 demo: $(STAMP)
-	$(BIN)/incremental inspect fixtures/app_builder_8_tools.sse
-	$(BIN)/incremental replay fixtures/app_builder_8_tools.sse fixtures/app_builder_turn2.sse --simulate 3
+	$(BIN)/incremental inspect $(DEMO)/app_builder_8_tools.sse
+	$(BIN)/incremental replay $(DEMO)/app_builder_8_tools.sse $(DEMO)/app_builder_turn2.sse --simulate 3
 
 # The live service and its page, on the same recording: open the address it prints (token included).
 serve: $(STAMP)

@@ -29,14 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from workers.app_tools import registry as app_registry  # noqa: E402
-
 from incremental.adapters._arq import connect  # noqa: E402
 from incremental.adapters._eventlog import EventLog  # noqa: E402
 from incremental.adapters._redis_server import redis_url  # noqa: E402
+from incremental.examples.app_builder import RECORDINGS  # noqa: E402
+from incremental.examples.app_builder.tools import registry as app_registry  # noqa: E402
 from incremental.replay import ReplayOptions, replay  # noqa: E402
 
-FILES = [ROOT / "fixtures" / "app_builder_8_tools.sse", ROOT / "fixtures" / "app_builder_turn2.sse"]
+FILES = list(RECORDINGS)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -1,8 +1,9 @@
-"""Generate the recorded-stream fixtures in ``fixtures/``.
+"""Generate the recorded-stream fixtures: ``fixtures/``, and the app-builder demo's two turns.
 
 Every fixture is synthetic: it is produced here, deterministically (one fixed seed per fixture, no
 network), in the shape of the documented Messages API streaming format (server-sent events).
-Nothing in ``fixtures/`` was captured from the live API.
+Nothing in ``fixtures/`` was captured from the live API. The demo's turns ship in the package, so they
+are written to ``src/incremental/examples/app_builder/`` (``APP_BUILDER_DIR``), the only copy.
 
 File format (see ``fixtures/README.md``): raw SSE as ``curl -N`` prints it, one event as
 ``event: <type>`` + ``data: <compact JSON>`` + a blank line, each event preceded by an SSE comment
@@ -27,6 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = ROOT / "fixtures"
+APP_BUILDER_DIR = ROOT / "src" / "incremental" / "examples" / "app_builder"
 MODEL = "claude-sonnet-4-5-20250929"
 BASE62 = string.digits + string.ascii_letters
 
@@ -982,6 +984,12 @@ FIXTURES: dict[str, Callable[[], Stream]] = {
     "large_file_1mb.sse": large_file_1mb,
 }
 CRLF = {"crlf_framing.sse"}
+PACKAGED = {"app_builder_8_tools.sse", "app_builder_turn2.sse"}  # package data: the demo's recordings
+
+
+def output_path(name: str) -> Path:
+    """Where the fixture ``name`` is kept."""
+    return (APP_BUILDER_DIR if name in PACKAGED else FIXTURES_DIR) / name
 
 
 def render_all() -> dict[str, tuple[Stream, bytes]]:
@@ -998,7 +1006,7 @@ def render_all() -> dict[str, tuple[Stream, bytes]]:
 def main() -> None:
     FIXTURES_DIR.mkdir(exist_ok=True)
     for name, (stream, data) in render_all().items():
-        (FIXTURES_DIR / name).write_bytes(data)
+        output_path(name).write_bytes(data)
         blocks = ", ".join(
             f"{b.index}:{b.name or b.type}" + (f"[{b.status}]" if b.status else "") for b in stream.blocks
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 import anthropic
 
+from incremental.examples.app_builder import RECORDINGS
 from incremental.fake_api import FakeMessagesAPI, Fault
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +31,7 @@ KEY = "sk-ant-fixture-not-a-key"  # the proxy forwards it and never writes it
 
 
 def _tools() -> list[dict[str, Any]]:
-    sys.path.insert(0, str(ROOT))
-    from workers.app_tools import registry
+    from incremental.examples.app_builder.tools import registry
 
     return list(registry.api_tools())
 
@@ -88,7 +88,7 @@ async def _record(
 async def main() -> None:
     await _record(
         "app_builder",
-        [FIXTURES / "app_builder_8_tools.sse", FIXTURES / "app_builder_turn2.sse"],
+        list(RECORDINGS),
         "Build me a habit tracker: React + TypeScript + Vite, streaks per habit, saved in localStorage.",
     )
     await _record(

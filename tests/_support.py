@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from incremental import Event, StreamParser
+from incremental.examples.app_builder import RECORDINGS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+APP_BUILDER = list(RECORDINGS)  # the two-turn app-builder conversation, shipped in the package
 
 # Fixtures whose stream is well-formed end to end: the SDK's accumulator must agree with us on them.
 WELL_FORMED = [
@@ -29,7 +31,17 @@ WELL_FORMED = [
 
 
 def all_fixtures() -> list[Path]:
-    return sorted(p for p in FIXTURES.iterdir() if p.suffix in (".sse", ".jsonl"))
+    """Every recorded stream: ``fixtures/`` and the recordings the package ships."""
+    found = [p for p in FIXTURES.iterdir() if p.suffix in (".sse", ".jsonl")]
+    return sorted([*found, *RECORDINGS], key=lambda p: p.name)
+
+
+def fixture(name: str) -> Path:
+    """A recorded stream by file name, wherever it is kept."""
+    for path in all_fixtures():
+        if path.name == name:
+            return path
+    raise FileNotFoundError(name)
 
 
 def whole(data: bytes) -> Iterator[bytes]:

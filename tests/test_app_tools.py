@@ -1,4 +1,4 @@
-"""The app-builder tool set (workers/app_tools.py) on a temporary workspace."""
+"""The app-builder tool set (``incremental.examples.app_builder.tools``) on a temporary workspace."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import workers.app_tools as app_tools
 from hypothesis import given
 from hypothesis import strategies as st
-from workers.app_tools import (
+
+import incremental.examples.app_builder.tools as app_tools
+from incremental import StreamParser, ToolCall, ToolReady
+from incremental.examples.app_builder.tools import (
     MAX_LIST_ENTRIES,
     VITE_STARTER,
     path_key,
@@ -20,10 +22,8 @@ from workers.app_tools import (
     splice_lines,
     split_lines,
 )
-
-from incremental import StreamParser, ToolCall, ToolReady
 from incremental.tools import Planned, ToolContext, ToolResult, execute, plan_call
-from tests._support import FIXTURES
+from tests._support import APP_BUILDER
 
 TOOLS = ["write_file", "replace_lines", "replace_string", "read_file", "list_files", "rename_app"]
 
@@ -130,7 +130,7 @@ async def test_the_recorded_app_builder_turn_runs_on_the_vite_starter(ws: Path) 
     assert seed_vite_starter(ws) == list(VITE_STARTER)
     assert seed_vite_starter(ws) == []  # only missing files are written
     parser = StreamParser()
-    events = [*parser.feed((FIXTURES / "app_builder_8_tools.sse").read_bytes()), *parser.end()]
+    events = [*parser.feed(APP_BUILDER[0].read_bytes()), *parser.end()]
     results = []
     for call in (e.call for e in events if isinstance(e, ToolReady)):
         planned = plan_call(call, registry)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ._support import FIXTURES, all_fixtures
+from ._support import APP_BUILDER, FIXTURES, all_fixtures
 
 KEYS = ["file", "message", "tool_calls", "rejected", "warnings", "error"]
 FATAL = {"overloaded_midstream.sse"}
@@ -69,7 +69,7 @@ def test_json_values_for_the_edge_fixtures(json_lines: dict[str, dict[str, objec
 
 
 def test_human_timeline_of_the_main_fixture() -> None:
-    result = incremental("inspect", str(FIXTURES / "app_builder_8_tools.sse"))
+    result = incremental("inspect", str(APP_BUILDER[0]))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for name in ("write_file", "replace_lines", "replace_string", "rename_app", "read_file"):
@@ -241,14 +241,14 @@ def test_one_bad_file_does_not_hide_the_others(tmp_path: Path) -> None:
 
 
 def test_verbose_shows_tool_inputs_pretty_printed_and_cut_and_the_text() -> None:
-    result = incremental("inspect", "--verbose", str(FIXTURES / "app_builder_8_tools.sse"))
+    result = incremental("inspect", "--verbose", str(APP_BUILDER[0]))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert '"path": "src/App.tsx",' in out and '"name": "Streak — Habit Tracker"' in out
     assert "… (2,550 characters)" in out  # the file's content, cut
     assert "I'll set up a small habit tracker called **Streak**" in out
     assert '"start_line": 1,' in out  # one key per line
-    plain = incremental("inspect", str(FIXTURES / "app_builder_8_tools.sse")).stdout
+    plain = incremental("inspect", str(APP_BUILDER[0])).stdout
     assert '"path": "src/App.tsx"' not in plain and "habit tracker called" not in plain
     invalid = incremental("inspect", "-v", str(FIXTURES / "invalid_tool_json.sse")).stdout
     assert '(not valid JSON, as streamed) {"path": "NOTES.md"' in invalid

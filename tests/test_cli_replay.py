@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from ._support import FIXTURES
+from ._support import APP_BUILDER, FIXTURES
 
 KEYS = {"tools", "turns", "stream_end_at", "continued_at", "total_s", "counterfactual"}
 TOOL_KEYS = ["id", "name", "ready_at", "enqueued_at", "started_at", "finished_at", "status", "executions"]
@@ -25,7 +25,7 @@ def replay(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_json_summary_of_the_app_builder_conversation() -> None:
-    files = [str(FIXTURES / "app_builder_8_tools.sse"), str(FIXTURES / "app_builder_turn2.sse")]
+    files = [str(p) for p in APP_BUILDER]
     result = replay(*files, "--speed", "20", "--simulate", "0.2", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)

@@ -40,7 +40,7 @@ from incremental.tools import ToolRegistry
 
 from . import _toolsets
 from ._streams import MESSAGE_STOP, frame, json_delta, message_delta, message_start, stop, stream, tool_start
-from ._support import FIXTURES
+from ._support import APP_BUILDER, FIXTURES
 from .test_pipeline import final_turn_file, tool_turn_file
 from .test_runner import REQUEST, enqueue_with_pickle
 
@@ -280,8 +280,8 @@ def undeclared(model: BaseModel, prefix: str = "") -> set[str]:
 async def test_real_run_logs_validate_and_declare_every_field(
     redis_url: str, tmp_path: Path, fake_messages_api: FakeMessagesAPIFactory
 ) -> None:
-    from workers.app_tools import registry as app_registry
-    from workers.app_tools import seed_vite_starter
+    from incremental.examples.app_builder.tools import registry as app_registry
+    from incremental.examples.app_builder.tools import seed_vite_starter
 
     workspace = tmp_path / "ws"
     workspace.mkdir()
@@ -301,7 +301,7 @@ async def test_real_run_logs_validate_and_declare_every_field(
         ("toolu_slow", "sleepy", {"seconds": 0.5}),
     ]
     (tmp_path / "bad.sse").write_bytes(b"event: message_start\ndata: [1, 2]\n\n")
-    app_files = [FIXTURES / "app_builder_8_tools.sse", FIXTURES / "app_builder_turn2.sse"]
+    app_files = list(APP_BUILDER)
     slow: list[tuple[str, str, dict[str, Any]]] = [("toolu_slow", "sleepy", {"seconds": 0.4})]
     runs = {
         "app builder": plain_run(

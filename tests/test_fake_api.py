@@ -21,10 +21,10 @@ from incremental import IncompleteStreamError, SSEDecoder, SSEEvent, StreamParse
 from incremental.fake_api import FakeMessagesAPI, Fault
 from incremental.testing import FakeMessagesAPIFactory
 
-from ._support import FIXTURES
+from ._support import APP_BUILDER, FIXTURES, fixture
 
-TURN1 = FIXTURES / "app_builder_8_tools.sse"
-TURN2 = FIXTURES / "app_builder_turn2.sse"
+TURN1 = APP_BUILDER[0]
+TURN2 = APP_BUILDER[1]
 SINGLE = FIXTURES / "single_tool.sse"
 
 
@@ -377,7 +377,7 @@ TOLERATED = ["app_builder_8_tools.sse", "thinking_parallel_tools.sse", "server_t
 
 @pytest.mark.parametrize("name", TOLERATED)
 async def test_the_sdks_model_dump_of_the_content_is_accepted_as_the_api_accepts_it(name: str) -> None:
-    path = FIXTURES / name
+    path = fixture(name)
     dumped = _sdk_dump(path)
     recorded = _parse(path.read_bytes()).message()["content"]
     assert dumped != recorded  # the SDK writes out nulls the stream never sent (citations, caller, ...)

@@ -10,14 +10,18 @@ import pytest
 from incremental import StreamParser
 
 from ._support import (
+    APP_BUILDER,
     CHUNKINGS,
     FIXTURES,
     WELL_FORMED,
     all_fixtures,
     comparable,
+    fixture,
     run_parser,
     sdk_final_message,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Per-byte feeding of the multi-megabyte fixture takes minutes and proves nothing the small ones don't.
 _PER_BYTE_MAX = 300_000
@@ -63,7 +67,7 @@ def _normalise_sdk(message: dict[str, Any], ours: dict[str, Any]) -> dict[str, A
 
 @pytest.mark.parametrize("name", WELL_FORMED)
 def test_assembled_message_equals_the_sdk_accumulator(name: str) -> None:
-    data = (FIXTURES / name).read_bytes()
+    data = fixture(name).read_bytes()
     parser, _ = run_parser([data])
     assert parser.error is None
     ours = parser.message()
@@ -81,8 +85,21 @@ def test_jsonl_capture_reads_like_its_sse_twin() -> None:
 
 
 def test_the_main_fixture_has_every_tool_ready_well_before_message_stop() -> None:
-    parser, _ = run_parser([(FIXTURES / "app_builder_8_tools.sse").read_bytes()])
+    parser, _ = run_parser([APP_BUILDER[0].read_bytes()])
     assert len(parser.tool_calls) == 8
     assert parser.stopped_at is not None and parser.stopped_at >= 20
     first = min(b.stopped_at or 0 for b in parser.blocks if b.type == "tool_use")
     assert parser.stopped_at - first > 10
+
+
+def test_the_generator_makes_every_fixture_where_it_is_kept() -> None:
+    """``scripts/make_fixtures.py`` reproduces each recorded stream byte for byte, at the path it is read
+    from (the demo's two turns in the package, the rest in ``fixtures/``), and nothing else."""
+    import runpy
+
+    script = runpy.run_path(str(ROOT / "scripts" / "make_fixtures.py"))
+    rendered, output_path = script["render_all"](), script["output_path"]
+    assert {output_path(name) for name in rendered} == set(all_fixtures())
+    assert output_path("app_builder_8_tools.sse") == APP_BUILDER[0]
+    for name, (_, data) in rendered.items():
+        assert output_path(name).read_bytes() == data, name

@@ -12,14 +12,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from workers.app_tools import registry as app_registry
-from workers.app_tools import seed_vite_starter
-
 from incremental import MessagesClient, Runner
 from incremental.adapters._arq import connect
 from incremental.adapters._eventlog import EventLog
 from incremental.adapters._store import TurnStore
 from incremental.events import RUN_FINAL_KINDS
+from incremental.examples.app_builder.tools import registry as app_registry
+from incremental.examples.app_builder.tools import seed_vite_starter
 from incremental.fake_api import FakeMessagesAPI
 from incremental.pipeline import summarize
 from incremental.replay import ReplayOptions, replay
@@ -36,7 +35,7 @@ from ._streams import (
     text_start,
     tool_start,
 )
-from ._support import FIXTURES, race_results_against_the_seal
+from ._support import APP_BUILDER, FIXTURES, race_results_against_the_seal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,7 +99,7 @@ def index_of(events: list[dict[str, Any]], kind: str, **match: Any) -> int:
 async def test_two_turn_app_builder_conversation_through_real_workers(redis_url: str, tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    files = [FIXTURES / "app_builder_8_tools.sse", FIXTURES / "app_builder_turn2.sse"]
+    files = list(APP_BUILDER)
     summary, events = await play(redis_url, files, toolset="app", workspace=str(workspace))
     assert summary["state"] == "completed", summary
     assert summary["requests"] == 2 and summary["rejected_requests"] == []
@@ -113,7 +112,7 @@ async def test_two_turn_app_builder_conversation_through_real_workers(redis_url:
 
 async def test_tools_start_before_message_stop(redis_url: str, tmp_path: Path) -> None:
     # Recorded at realistic pace; speed 10 keeps the test short. Order of events, not timing, is asserted.
-    files = [FIXTURES / "app_builder_8_tools.sse", FIXTURES / "app_builder_turn2.sse"]
+    files = list(APP_BUILDER)
     workspace = tmp_path / "ws"
     workspace.mkdir()
     summary, events = await play(redis_url, files, toolset="app", workspace=str(workspace), speed=10.0)

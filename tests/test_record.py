@@ -38,10 +38,9 @@ from incremental.recording import (
     turn_files,
 )
 
-from ._support import CHUNKINGS, FIXTURES
+from ._support import APP_BUILDER, CHUNKINGS, FIXTURES
 
-TURN1 = FIXTURES / "app_builder_8_tools.sse"
-TURN2 = FIXTURES / "app_builder_turn2.sse"
+TURN1, TURN2 = APP_BUILDER
 SINGLE = FIXTURES / "single_tool.sse"
 KEY = "sk-ant-api03-NOT-A-REAL-KEY-0123456789abcdef"
 MODEL = "claude-sonnet-4-5-20250929"

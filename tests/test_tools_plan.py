@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
-from workers.app_tools import registry as app_registry
 
 from incremental import Event, StreamParser, ToolCall, ToolReady, ToolRejected
+from incremental.examples.app_builder.tools import registry as app_registry
 from incremental.tools import (
     Planned,
     ToolContext,
@@ -20,7 +20,7 @@ from incremental.tools import (
     refuse_rejected,
     simulated_registry,
 )
-from tests._support import FIXTURES
+from tests._support import fixture as recorded
 
 
 class Write(BaseModel):
@@ -202,7 +202,7 @@ def test_refuse_another_status() -> None:
 
 def _events(fixture: str) -> list[Event]:
     parser = StreamParser()
-    events = list(parser.feed((FIXTURES / fixture).read_bytes()))
+    events = list(parser.feed(recorded(fixture).read_bytes()))
     events.extend(parser.end())
     return events
 

@@ -9,8 +9,7 @@ environment variable documented in ``incremental.worker``; your own worker modul
 from __future__ import annotations
 
 import incremental.worker
-
-from .app_tools import registry as app_registry
+from incremental.examples.app_builder.tools import registry as app_registry
 
 __all__ = ["WorkerSettings"]
 

@@ -184,10 +184,9 @@ def run(args: argparse.Namespace) -> int:
     if args.speed < 0 or (args.simulate is not None and args.simulate < 0):
         print("incremental replay: --speed and --simulate take non-negative numbers", file=sys.stderr)
         return 2
-    from workers.app_tools import registry as app_registry
-    from workers.app_tools import seed_vite_starter
-
     from ..core import IncrementalError
+    from ..examples.app_builder.tools import registry as app_registry
+    from ..examples.app_builder.tools import seed_vite_starter
     from ..replay import ReplayOptions, replay
 
     options = ReplayOptions(

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from .._serving import LoopbackServer, start_server
 from ..adapters._messages_client import MessagesClient
 from ..adapters._redis_server import RedisServer
+from ..examples.app_builder import RECORDINGS
 from ..exceptions import RedisUnavailableError
 from ..fake_api import FakeMessagesAPI
 from ..runner import Runner
@@ -42,8 +43,7 @@ from ._config import ServiceConfig
 
 __all__ = ["DEMO_FILES", "ServeOptions", "Service"]
 
-_FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
-DEMO_FILES = (_FIXTURES / "app_builder_8_tools.sse", _FIXTURES / "app_builder_turn2.sse")
+DEMO_FILES = RECORDINGS
 
 
 @dataclass
@@ -97,8 +97,8 @@ class Service:
         demo_request = None
         prepare = None
         if opts.demo:
-            from workers.app_tools import registry as app_registry
-            from workers.app_tools import seed_vite_starter
+            from ..examples.app_builder.tools import registry as app_registry
+            from ..examples.app_builder.tools import seed_vite_starter
 
             tools.setdefault("app", app_registry)
             toolset = toolset or "app"

@@ -1,0 +1,28 @@
+"""The app-builder demo: a tool set that edits an app's files, and a two-turn conversation that uses it.
+
+``RECORDINGS`` are the two recorded turns (package data, raw SSE with timing comments): an 8-tool turn
+that sets up a habit tracker on Vite's react-ts starter, and the model's summary after the results.
+``incremental replay --demo`` and ``incremental serve --demo`` play them.
+
+The tool set is ``incremental.examples.app_builder.tools`` (it needs the ``worker`` extra; this module
+imports nothing beyond the standard library, so the recordings can be found with the parser alone).
+Runs name it ``TOOLSET``; ``TOOLSETS`` is what a worker is given to know that name::
+
+    from incremental.examples import app_builder
+    from incremental.worker import worker_options
+
+    options = worker_options(toolsets=app_builder.TOOLSETS)   # a worker that serves the demo's runs
+    RunConfig(toolset=app_builder.TOOLSET, ...)               # a run that uses it
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["RECORDINGS", "TOOLSET", "TOOLSETS"]
+
+_HERE = Path(__file__).resolve().parent
+
+RECORDINGS: tuple[Path, Path] = (_HERE / "app_builder_8_tools.sse", _HERE / "app_builder_turn2.sse")
+TOOLSET = "app"
+TOOLSETS: dict[str, str] = {TOOLSET: "incremental.examples.app_builder.tools:registry"}
