@@ -6,9 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from . import _fake_api, _inspect, _record, _replay, _serve
 
 __all__ = ["main"]
+
+# The extra each command needs beyond the base install (inspect needs none).
+NEEDS = {"fake-api": "service", "record": "service", "replay": "service", "serve": "service"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="incremental",
         description="Read Claude's streamed tool calls as they arrive.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _inspect.add_parser(sub)
     _fake_api.add_parser(sub)
@@ -33,4 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `incremental inspect ... | head`
         sys.stderr.close()
         return 0
+    except ModuleNotFoundError as exc:
+        extra = NEEDS.get(args.command)
+        if extra is None or not exc.name or exc.name.partition(".")[0] == "incremental":
+            raise
+        print(
+            f"incremental {args.command}: needs the {extra} extra (no module named {exc.name!r}): "
+            f"pip install 'incremental[{extra}]'",
+            file=sys.stderr,
+        )
+        return 1
     return code
