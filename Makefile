@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := src/incremental/examples/app_builder# the demo's recordings, shipped in the package
 
-.PHONY: demo serve test lint typecheck unit bench clean
+.PHONY: demo serve test lint typecheck unit browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# Debian's chromium for the browser test: apt when root or with passwordless sudo, else one line on how.
+browser:
+	@scripts/ensure_chromium.sh
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_parser.py
