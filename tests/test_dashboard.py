@@ -126,7 +126,7 @@ def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} is missing: the dashboard tests need Debian's Chromium "
-            "(apt-get install -y --no-install-recommends chromium; .ci/run does it)",
+            "(apt-get install -y --no-install-recommends chromium; make test does it)",
             pytrace=False,
         )
     with sync_playwright() as p:
