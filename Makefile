@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEMO   := src/incremental/examples/app_builder# the demo's recordings, shipped in the package
+DEMO   := src/incremental/examples/app_builder# the demo's recordings (package data; replay --demo plays them)
 
 .PHONY: demo serve test lint typecheck unit browser bench clean
 
@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 # a private redis-server and real arq workers; every tool a 3 s simulated job, so the overlap shows.
 demo: $(STAMP)
 	$(BIN)/incremental inspect $(DEMO)/app_builder_8_tools.sse
-	$(BIN)/incremental replay $(DEMO)/app_builder_8_tools.sse $(DEMO)/app_builder_turn2.sse --simulate 3
+	$(BIN)/incremental replay --demo --simulate 3
 
 # The live service and its page, on the same recording: open the address it prints (token included).
 serve: $(STAMP)
