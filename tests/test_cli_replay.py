@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from ._support import APP_BUILDER, FIXTURES
 
@@ -43,6 +44,25 @@ def test_json_summary_of_the_app_builder_conversation() -> None:
     # before the model's stream ended.
     assert sum(t["finished_at"] < summary["stream_end_at"] for t in summary["tools"]) >= 3
     assert summary["continued_at"] > summary["stream_end_at"]
+
+
+def test_the_shipped_demo_replays_with_the_app_builder_tools(tmp_path: Path) -> None:
+    """``--demo`` plays the two packaged turns; the tools are the app builder's, run for real."""
+    workspace = tmp_path / "app"
+    workspace.mkdir()
+    result = replay("--demo", "--speed", "0", "--workspace", str(workspace), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "completed"
+    assert [t["status"] for t in summary["tools"]] == ["ok"] * 8
+    assert json.loads((workspace / "app.json").read_text())["name"] == "Streak — Habit Tracker"
+    assert (workspace / "src" / "components" / "HabitList.tsx").is_file()
+
+
+def test_files_or_demo_one_of_them() -> None:
+    assert replay().returncode == 2
+    both = replay("--demo", str(FIXTURES / "single_tool.sse"))
+    assert both.returncode == 2 and "one of them" in both.stderr
 
 
 def test_human_view_and_usage_errors() -> None:

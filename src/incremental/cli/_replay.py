@@ -7,15 +7,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..events import RUN_FINAL_KINDS
-from ..pipeline._view import RunView, ToolView
+if TYPE_CHECKING:  # imported when used: the base install (inspect, beside this command) has no pydantic
+    from ..pipeline._view import ToolView
 
 __all__ = ["add_parser"]
 
@@ -54,9 +54,13 @@ def add_parser(sub: Any) -> None:
         "replay",
         help="replay a recorded conversation through real arq workers, live",
         description="Play recorded turns (one file per turn) against a loopback fake Messages API at their "
-        "recorded speed, run every tool on arq workers as soon as it is ready, and show it live.",
+        "recorded speed, run every tool on arq workers as soon as it is ready, and show it live. Tools run "
+        "from the app-builder demo's tool set (incremental.examples.app_builder), or all simulated.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="recorded turns, in order")
+    p.add_argument("files", nargs="*", metavar="FILE", help="recorded turns, in order")
+    p.add_argument(
+        "--demo", action="store_true", help="replay the app-builder demo's two recorded turns (shipped)"
+    )
     p.add_argument("--speed", type=float, default=1.0, help="playback speed (2 = twice as fast; default 1)")
     p.add_argument(
         "--simulate",
@@ -86,6 +90,10 @@ class LiveView:
     """The run as its event log tells it (the one reducer, ``RunView``), rendered as a table."""
 
     def __init__(self) -> None:
+        from ..events import RUN_FINAL_KINDS
+        from ..pipeline._view import RunView
+
+        self.final_kinds = RUN_FINAL_KINDS
         self.view = RunView("")
         self.phase = "starting"
 
@@ -106,7 +114,7 @@ class LiveView:
             self.phase = phases[kind]
         elif kind == "message_stopped":
             self.phase = f"stream ended ({event.get('stop_reason')})"
-        elif kind in RUN_FINAL_KINDS:
+        elif kind in self.final_kinds:
             self.phase = f"{event.get('state')}: {event.get('reason')}"
 
     def _rel(self, value: float | None) -> str:
@@ -177,6 +185,13 @@ def _summary_table(summary: dict[str, Any]) -> Group:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.demo == bool(args.files):
+        print("incremental replay: give the recorded turns (FILE...) or --demo, one of them", file=sys.stderr)
+        return 2
+    if args.demo:
+        from ..examples.app_builder import RECORDINGS
+
+        args.files = [str(path) for path in RECORDINGS]
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         print(f"incremental replay: no such file: {', '.join(missing)}", file=sys.stderr)
@@ -229,7 +244,7 @@ def _run(args: argparse.Namespace, options: Any, replay: Any) -> int:
         def on_event(event: dict[str, Any]) -> None:
             view.apply(event)
             kind = event["kind"]
-            if kind in _PRINTED or kind in RUN_FINAL_KINDS:
+            if kind in _PRINTED or kind in view.final_kinds:
                 at = view.t(event)
                 what = event.get("name") or event.get("stop_reason") or event.get("reason") or ""
                 console.print(f"{at:8.3f}s  {kind:<16} {what} {event.get('tool_use_id', '')}")
