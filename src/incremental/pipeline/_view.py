@@ -17,6 +17,13 @@ sent to message_stop), d_i each tool's run time and r_i when it was ready (from 
 
 A turn without tools costs D in all three. The run's figures add its turns up; times in the summary are
 seconds from the run's start.
+
+``to_dict`` also carries what a timeline of the run needs (each turn's request and stream end, the span
+of each content block, every tool's ready, start and finish) so a page rebuilt from a snapshot draws the
+same picture as one that saw every event; and each turn's text blocks apart (``text`` joins them with a
+blank line, as ``RunResult.text`` does). When a model stream ends with a tool_use block still
+streaming its input (a cancel mid-stream), that call never runs: the view settles it (``cancelled``
+when the run was cancelled, else ``rejected``) instead of leaving it ``streaming`` for good.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any
 
 from ..events import RUN_FINAL_KINDS, TOOL_RESULT_KINDS, RunEventModel, to_entry
 
-__all__ = ["IN_FLIGHT", "RunView", "ToolView", "TurnView", "summarize"]
+__all__ = ["IN_FLIGHT", "BlockView", "RunView", "ToolView", "TurnView", "summarize"]
 
 # Where a tool can be before it runs, in the order it usually passes them.
 _BEFORE_RUNNING = {"streaming": 0, "ready": 1, "held": 2, "waiting": 2, "paused": 2, "queued": 3}
@@ -49,6 +56,11 @@ _STEP = {
 IN_FLIGHT = frozenset({"ready", "held", "waiting", "paused", "queued", "running"})
 _RESULT_PREVIEW = 2000
 _DISPATCH = {"tool_started", "tool_rejected"}
+_NEVER_FINISHED = "never ran: its input was still streaming when the model stream ended"
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 @dataclass
@@ -76,6 +88,7 @@ class ToolView:
     concurrency_key: str | None = None
     last_field: str | None = None  # "path: src/App.tsx", the latest field completed while streaming
     dispatched: bool = False  # it reached planning (ready or rejected) or a worker
+    settled_by_view: bool = False  # its stream ended mid-input; a result event, if one comes, wins
 
     @property
     def final(self) -> bool:
@@ -118,6 +131,28 @@ class ToolView:
 
 
 @dataclass
+class BlockView:
+    """One content block of a turn's message: when it started and ended streaming (text: its first and
+    last delta; tool_use: its input's start and its ``content_block_stop``, i.e. ready or rejected)."""
+
+    index: int
+    type: str  # "text" or "tool_use"
+    started_at: float | None = None
+    ended_at: float | None = None
+    tool_use_id: str | None = None
+    text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "type": self.type,
+            "started_at": _r(self.started_at),
+            "ended_at": _r(self.ended_at),
+            "tool_use_id": self.tool_use_id,
+        }
+
+
+@dataclass
 class TurnView:
     turn: int
     request_at: float | None = None  # the first request_sent
@@ -125,6 +160,36 @@ class TurnView:
     stop_reason: str | None = None
     usage: dict[str, Any] | None = None
     tools: list[str] = field(default_factory=list)  # tool_use ids, in the order they were seen
+    blocks: dict[int, BlockView] = field(default_factory=dict)  # content block index -> its span
+    stream_closed_at: float | None = None  # the stream ended without message_stop (closed, failed)
+    completed_at: float | None = None  # turn_completed: its last result landed
+    saved_s: float | None = None  # turn_completed's: against running its tools in parallel after it
+    saved_sequential_s: float | None = None  # ... and against running them one by one after it
+
+    def block(self, index: int, kind: str) -> BlockView:
+        found = self.blocks.get(index)
+        if found is None:
+            found = self.blocks[index] = BlockView(index, kind)
+        return found
+
+    @property
+    def text_blocks(self) -> list[str]:
+        return [self.blocks[i].text for i in sorted(self.blocks) if self.blocks[i].type == "text"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "turn": self.turn,
+            "request_at": _r(self.request_at),
+            "stream_end_at": _r(self.stream_end_at),
+            "stream_closed_at": _r(self.stream_closed_at),
+            "stop_reason": self.stop_reason,
+            "completed_at": _r(self.completed_at),
+            "blocks": [self.blocks[i].to_dict() for i in sorted(self.blocks)],
+            "tool_blocks": sum(b.type == "tool_use" for b in self.blocks.values()),
+            "tools": list(self.tools),
+            "saved_s": self.saved_s,
+            "saved_sequential_s": self.saved_sequential_s,
+        }
 
 
 @dataclass
@@ -192,6 +257,17 @@ class RunView:
             tool.name = str(event["name"])
         return tool
 
+    def _settle_streaming(self, turn: int | None = None) -> None:
+        """The model stream ended: a call whose input was still streaming will never run."""
+        for tool in self.tools.values():
+            if tool.status == "streaming" and (turn is None or tool.turn == turn):
+                tool.status = "cancelled" if self.state == "cancelled" else "rejected"
+                tool.is_error = True
+                tool.result = _NEVER_FINISHED
+                tool.settled_by_view = True
+            elif tool.settled_by_view and self.state == "cancelled" and tool.result_status is None:
+                tool.status = "cancelled"
+
     def apply(self, event: Mapping[str, Any] | RunEventModel, entry_id: str | None = None) -> None:
         if isinstance(event, RunEventModel):
             event = to_entry(event)
@@ -225,12 +301,20 @@ class RunView:
             self.paused = False
             if kind == "run_failed":
                 self.stream_open = False  # the worker that failed it is not streaming any more
+            if not self.stream_open:
+                self._settle_streaming()
         elif kind == "request_sent":
             self.stream_open = True
             if turn_view.request_at is None:
                 turn_view.request_at = ts
+            if (event.get("attempt") or 1) > 1:  # a retried stream starts its message over
+                turn_view.blocks.clear()
+                self.text[turn_view.turn] = ""
         elif kind in {"stream_closed", "stream_failed"}:
             self.stream_open = False
+            if turn_view.stream_end_at is None and turn_view.stream_closed_at is None:
+                turn_view.stream_closed_at = ts
+            self._settle_streaming(turn_view.turn)
         elif kind == "turn_deadline":
             for tool_id in event.get("missing") or []:
                 tool = self._tool({"tool_use_id": tool_id, "turn": event.get("turn")})
@@ -248,18 +332,36 @@ class RunView:
             self.paused = False
         elif kind == "text_delta":
             self.text[int(event.get("turn") or 0)] += str(event.get("text") or "")
+            block = turn_view.block(int(event.get("index") or 0), "text")
+            block.text += str(event.get("text") or "")
+            if block.started_at is None:
+                block.started_at = ts
+            block.ended_at = ts
         elif kind == "message_stopped":
             self.stop_reasons[int(event.get("turn") or 0)] = event.get("stop_reason")
             self.stream_open = False
             turn_view.stream_end_at = ts
             turn_view.stop_reason = event.get("stop_reason")
             turn_view.usage = event.get("usage")
+            self._settle_streaming(turn_view.turn)
         elif kind == "turn_completed":
-            self.saved_s += float(event.get("saved_s") or 0.0)
+            saved = float(event.get("saved_s") or 0.0)
+            self.saved_s += saved
+            turn_view.saved_s = saved
+            sealed, last = event.get("sealed_at"), event.get("last_result_at")
+            if isinstance(sealed, int | float) and isinstance(last, int | float):
+                turn_view.completed_at = float(last)
+                turn_view.saved_sequential_s = round(
+                    float(sealed) + float(event.get("tool_time_s") or 0.0) - float(last), 4
+                )
         elif kind == "tool_input_started" and not event.get("server_side"):
             tool = self._tool(event)
             if tool is not None:
                 tool.input_started_at = ts
+                if isinstance(event.get("index"), int):
+                    block = turn_view.block(event["index"], "tool_use")
+                    block.tool_use_id = tool.tool_use_id
+                    block.started_at = ts
         elif kind == "tool_field_completed":
             tool = self._tool(event)
             if tool is not None:
@@ -272,6 +374,7 @@ class RunView:
                 if kind == "tool_ready":
                     tool.ready_at = ts
                     tool.input_preview = event.get("input_preview", tool.input_preview)
+                    self._block_done(turn_view, tool, event, ts)
                 elif kind == "tool_enqueued" and tool.enqueued_at is None:
                     tool.enqueued_at = ts
                 elif kind == "tool_waiting":
@@ -279,7 +382,10 @@ class RunView:
         elif kind == "tool_rejected":
             tool = self._tool(event)
             if tool is not None:
+                if tool.settled_by_view:  # the parser's own word on it
+                    tool.status, tool.settled_by_view = "rejected", False
                 tool.move("rejected")
+                self._block_done(turn_view, tool, event, ts)
                 tool.result = event.get("reason")
                 tool.is_error = True
         elif kind == "tool_started":
@@ -298,8 +404,12 @@ class RunView:
             tool = self._tool(event)
             # A rejected call (truncated or invalid input) is final already; its refusal is its result.
             if tool is not None and (
-                not tool.final or (tool.status == "rejected" and tool.result_status is None)
+                not tool.final
+                or (tool.status == "rejected" and tool.result_status is None)
+                or tool.settled_by_view
             ):
+                if tool.settled_by_view:  # a real report beats the view's guess
+                    tool.status, tool.settled_by_view = "running", False
                 tool.move(_FINAL[kind])
                 tool.result_status = str(event.get("status") or "ok")
                 tool.reported_at = ts
@@ -310,9 +420,25 @@ class RunView:
                 tool.result = str(event.get("content") or "")[:_RESULT_PREVIEW]
                 tool.after_cancel = bool(event.get("after_cancel"))
 
+    @staticmethod
+    def _block_done(turn_view: TurnView, tool: ToolView, event: Mapping[str, Any], ts: Any) -> None:
+        index = event.get("index", tool.index)
+        if isinstance(index, int) and isinstance(ts, int | float):
+            block = turn_view.block(index, "tool_use")
+            block.tool_use_id = tool.tool_use_id
+            if block.ended_at is None:
+                block.ended_at = float(ts)
+
     def to_dict(self) -> dict[str, Any]:
         tools = sorted(self.tools.values(), key=lambda t: (t.turn, t.index if t.index is not None else 0))
         finished = [t for t in tools if t.final]
+        turns = [self.turns[n] for n in sorted(self.turns)]
+        summary = self.summary()
+        measured = (
+            self.ended_at - self.created_at
+            if self.ended_at is not None and self.created_at is not None
+            else None
+        )
         return {
             "id": self.run_id,
             "state": self.state,
@@ -322,18 +448,31 @@ class RunView:
             "ended_at": self.ended_at,
             "model": self.model,
             "turn": self.turn,
-            "text": list(self.text),
+            # Each turn's text blocks, apart; "text" joins them with a blank line (as RunResult.text).
+            "text": ["\n\n".join(self._text_blocks(n)) for n in range(len(self.text))],
+            "text_blocks": [self._text_blocks(n) for n in range(len(self.text))],
             "stop_reasons": list(self.stop_reasons),
             "tools": [t.to_dict() for t in tools],
+            "turns": [t.to_dict() for t in turns],
             "stats": {
                 "tools": len(tools),
+                "tool_blocks": sum(t.to_dict()["tool_blocks"] for t in turns),
                 "completed": sum(t.status == "completed" for t in finished),
                 "failed": sum(t.status != "completed" for t in finished),
                 "saved_s": round(self.saved_s, 3),
+                "saved_sequential_s": round(sum(t.saved_sequential_s or 0.0 for t in turns), 3),
+                "measured_s": _r(measured),
+                "counterfactual": summary.get("counterfactual"),
             },
             "offset": self.last_id,
             "settled": self.settled,
         }
+
+    def _text_blocks(self, turn: int) -> list[str]:
+        view = self.turns.get(turn)
+        blocks = view.text_blocks if view is not None else []
+        # A view fed only the joined text (no block spans) still has the text itself.
+        return blocks if blocks or not self.text[turn] else [self.text[turn]]
 
     # ------------------------------------------------------------------------------------ the summary
 

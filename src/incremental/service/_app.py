@@ -6,6 +6,7 @@ Routes (every ``/v1`` route takes ``Authorization: Bearer <token>``; see ``_auth
     GET  /v1/runs                  the caller's runs, newest first
     GET  /v1/runs/{id}             the run's state: every tool's status and timings, each turn's text
     GET  /v1/runs/{id}/events      the run's event log as SSE; resumable with Last-Event-ID
+    GET  /v1/runs/{id}/calls       every tool call's whole input and result, once stored (the page)
     POST /v1/runs/{id}/cancel      the whole run, or one tool with {"tool_use_id": ...}
     POST /v1/runs/{id}/pause       ready tools wait and the run does not continue ...
     POST /v1/runs/{id}/resume      ... until this
@@ -41,6 +42,7 @@ from ..exceptions import RequestError
 from ..pipeline import cancel_run, cancel_tool, pause_run, resume_run
 from ..pipeline._run import new_run_id
 from ..runner import Runner
+from ..tools import ToolResult
 from ._auth import Auth, Principal
 from ._config import ServiceConfig
 from ._errors import ApiError, exception_handlers
@@ -134,6 +136,7 @@ async def _run_for(request: Request, *, write: bool = False) -> RunRecord:
     principal, _ = await _caller(request)
     run_id = request.path_params["run_id"]
     run = await state.services.store.run(run_id)
+    request.state.principal = principal
     if principal.read_only:
         if principal.run_id != run_id:
             raise ApiError(403, "this watch token is for another run")
@@ -266,7 +269,45 @@ async def run_events(request: Request) -> Response:
         if ms >= 2**64 or seq >= 2**64:
             raise ApiError(400, f"bad Last-Event-ID: {after!r} is out of range")
         after = f"{ms}-{seq}"
-    return event_stream(state, request.path_params["run_id"], after)
+    redact = request.state.principal.read_only  # a watch token: a browser's
+    return event_stream(state, request.path_params["run_id"], after, redact=redact)
+
+
+_CALL_TEXT_MAX = 200_000
+
+
+async def run_calls(request: Request) -> Response:
+    """Each tool call's whole input (from the stored conversation: there from its turn's message_stop)
+    and its whole result (once recorded); the event log carries only previews of both."""
+    state = _state(request)
+    run = await _run_for(request)
+    run_id = request.path_params["run_id"]
+    store = state.services.store
+    calls: dict[str, dict[str, Any]] = {}
+    for message in await store.messages(run_id):
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_use" and "id" in block:
+                calls[str(block["id"])] = {"name": block.get("name"), "input": block.get("input")}
+    async with state.pool.pipeline(transaction=False) as pipe:
+        for turn in range(run.turn + 1):
+            pipe.hgetall(store.results_key(run_id, turn))
+        replies = await pipe.execute()
+    for raw in replies:
+        for value in raw.values():
+            result = ToolResult.from_json(value)
+            call = calls.setdefault(result.tool_use_id, {"name": result.name, "input": None})
+            call.update(
+                status=result.status,
+                is_error=result.is_error,
+                result=result.content[:_CALL_TEXT_MAX],
+                result_cut=len(result.content) > _CALL_TEXT_MAX,
+            )
+    return JSONResponse({"calls": calls})
 
 
 # ------------------------------------------------------------------------------------------- control
@@ -373,6 +414,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         Route("/v1/runs", list_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", get_run),
         Route("/v1/runs/{run_id}/events", run_events),
+        Route("/v1/runs/{run_id}/calls", run_calls),
         Route("/v1/runs/{run_id}/cancel", cancel, methods=["POST"]),
         Route("/v1/runs/{run_id}/pause", pause, methods=["POST"]),
         Route("/v1/runs/{run_id}/resume", resume, methods=["POST"]),

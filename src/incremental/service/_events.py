@@ -7,6 +7,10 @@ folded from everything (milestones included) up to the snapshot's own id, which 
 then resumes. Once the run has ended and no tool is still to report, ``event: end`` closes the stream,
 so clients know not to reconnect.
 
+A watch token (meant for a browser) gets ``run_started`` redacted (``public_event``): its config keeps
+the model, ``max_tokens`` and the turn limits, and drops everything else (the server's workspace path,
+the system prompt, tool definitions, tags and any other server-side option).
+
 Order of work, per connection: subscribe to the run's live feed, then read history from the log, then
 take live batches, dropping any id already sent. Comment heartbeats keep proxies from closing an idle
 stream; a client too slow to take a write within ``send_timeout_s`` or too far behind the feed is cut
@@ -31,11 +35,27 @@ from ._fanout import Entry, Subscriber, SubscriberCutOff, WatchFailed, entries_f
 if TYPE_CHECKING:
     from ._app import _State
 
-__all__ = ["build_view", "event_stream"]
+__all__ = ["build_view", "event_stream", "public_event"]
 
 logger = logging.getLogger("incremental.service")
 
 _HISTORY_BATCH = 500
+_PUBLIC_REQUEST = ("model", "max_tokens")
+_PUBLIC_OPTIONS = ("max_turns", "turn_timeout_s")
+
+
+def public_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as a watch token may read it: ``run_started`` with its config cut to what a page shows."""
+    if event.get("kind") != "run_started":
+        return event
+    config = event.get("config")
+    config = config if isinstance(config, dict) else {}
+    request = config.get("request")
+    request = request if isinstance(request, dict) else {}
+    public: dict[str, Any] = {"request": {k: request[k] for k in _PUBLIC_REQUEST if k in request}}
+    public.update({k: config[k] for k in _PUBLIC_OPTIONS if k in config})
+    public["redacted"] = True
+    return {**event, "config": public}
 
 
 async def build_view(log: EventLog, run_id: str) -> RunView:
@@ -59,10 +79,11 @@ def _message(event: str, data: dict[str, Any], entry_id: str | None = None) -> b
 class _Sent:
     """What one connection has sent: the last id, and what it takes to know the run is settled."""
 
-    def __init__(self, run_id: str, last: str, counter: Any) -> None:
+    def __init__(self, run_id: str, last: str, counter: Any, *, redact: bool = False) -> None:
         self.last = last
         self.counter = counter  # events sent, across connections (a prometheus Counter)
         self.tracker = RunView(run_id)
+        self.redact = redact  # a watch token's connection: run_started goes out redacted
 
     def take(self, entries: list[Entry]) -> bytes:
         """The SSE bytes of the entries not sent yet, as one write (one write per batch, not per event)."""
@@ -73,20 +94,25 @@ class _Sent:
             if entry.event.get("kind") not in HIGH_VOLUME_KINDS:
                 self.tracker.apply(entry.event, entry.id)
             self.last = entry.id
-            chunks.append(entry.sse)
+            if self.redact and entry.event.get("kind") == "run_started":
+                chunks.append(_message("run_started", public_event(entry.event), entry.id))
+            else:
+                chunks.append(entry.sse)
         if chunks:
             self.counter.inc(len(chunks))
         return b"".join(chunks)
 
 
-async def _events(state: _State, run_id: str, after: str | None) -> AsyncIterator[bytes]:
+async def _events(
+    state: _State, run_id: str, after: str | None, redact: bool = False
+) -> AsyncIterator[bytes]:
     log = state.log
     metrics = state.metrics
     sub: Subscriber | None = None
     metrics.sse_open.inc()
     try:
         sub = await state.fanout.subscribe(run_id)
-        sent = _Sent(run_id, after or "0-0", metrics.sse_events)
+        sent = _Sent(run_id, after or "0-0", metrics.sse_events, redact=redact)
         head = await log.first(run_id)
         # A run's log always starts with run_started: if the oldest entry kept is anything else, the
         # cap has trimmed entries away, and a client whose offset is older has a gap to be told about.
@@ -126,10 +152,13 @@ async def _events(state: _State, run_id: str, after: str | None) -> AsyncIterato
         metrics.sse_open.dec()
 
 
-def event_stream(state: _State, run_id: str, after: str | None) -> EventSourceResponse:
+def event_stream(
+    state: _State, run_id: str, after: str | None, *, redact: bool = False
+) -> EventSourceResponse:
+    """The run's events as SSE; ``redact`` for a watch token (see ``public_event``)."""
     config = state.config
     return EventSourceResponse(
-        _events(state, run_id, after),
+        _events(state, run_id, after, redact),
         ping=config.heartbeat_s,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         send_timeout=config.send_timeout_s,
