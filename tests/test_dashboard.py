@@ -197,12 +197,15 @@ def assert_matches_run_view(page: Page, server: Server, run_id: str) -> dict[str
     assert response.status_code == 200, response.text
     view: dict[str, Any] = response.json()
     assert view["state"] == "completed"
+    # Each text block is rendered on its own (as markdown); the source it renders is the view's block.
     texts = page.evaluate(
         """() => Object.fromEntries([...document.querySelectorAll('[data-testid="turn"]')]
-            .map((t) => [t.dataset.turn, t.querySelector('[data-testid="turn-text"]').textContent]))"""
+            .map((t) => [t.dataset.turn, [...t.querySelectorAll('[data-testid="text-block"]')]
+                .map((b) => b.source)]))"""
     )
-    for turn, text in enumerate(view["text"]):
-        assert texts.get(str(turn), "") == text, f"turn {turn} text differs from the run view's"
+    for turn, blocks in enumerate(view["text_blocks"]):
+        assert texts.get(str(turn), []) == blocks, f"turn {turn} text differs from the run view's"
+        assert view["text"][turn] == "\n\n".join(blocks)
     assert set(texts) <= {str(n) for n in range(len(view["text"]))}
     rows = page.evaluate(
         """() => [...document.querySelectorAll('[data-testid="tool-row"]')]
@@ -216,7 +219,16 @@ def assert_matches_run_view(page: Page, server: Server, run_id: str) -> dict[str
 # what turn 0's stream state was on the page at that very moment.
 WATCH_FIRST_TOOL = """() => {
   window.__firstTool = null;
+  window.__firstBar = null;    // the first tool bar on the timeline: was message_stop drawn yet?
+  window.__firstGhost = null;  // the first faint "after the stream" bar: was message_stop drawn yet?
   const check = () => {
+    const stopDrawn = () => Boolean(document.querySelector('[data-testid="tl-turn"][data-turn="0"] [data-testid="tl-stop"]'));
+    if (!window.__firstBar && document.querySelector('[data-testid="tl-run"]')) {
+      window.__firstBar = {stopDrawn: stopDrawn()};
+    }
+    if (!window.__firstGhost && document.querySelector('[data-testid="tl-ghost"]')) {
+      window.__firstGhost = {stopDrawn: stopDrawn()};
+    }
     if (window.__firstTool) return;
     const row = document.querySelector(
       '[data-testid="tool-row"][data-status="running"], [data-testid="tool-row"][data-status="completed"]');
@@ -270,18 +282,64 @@ def test_demo_run_live_and_a_viewer_whose_connection_drops(
     wait_until_done(page)
     view = assert_matches_run_view(page, server, run_id)
     assert view["text"][0].strip(), "no assistant text in turn 0"
-    expect(turn0.get_by_test_id("turn-text")).to_have_text(view["text"][0])
+    assert len(view["text_blocks"][0]) > 1  # the recording's turn 0 has several text blocks
     assert len([t for t in view["tools"] if t["turn"] == 0]) == TURN0_TOOLS
 
     # ...and so says the event log.
     kinds = [(e["kind"], e.get("turn")) for e in server.events(run_id)]
     assert kinds.index(("tool_started", 0)) < kinds.index(("message_stopped", 0))
 
-    # Each row shows its input and its result.
+    # The timeline: tool bars were drawn before message_stop was, the faint "after the stream" bars
+    # only after it; every turn-0 tool has its bar, and both counterfactual rows have one bar per tool.
+    assert page.evaluate("window.__firstBar") == {"stopDrawn": False}
+    assert page.evaluate("window.__firstGhost") == {"stopDrawn": True}
+    timeline = page.get_by_test_id("timeline")
+    turn0_bars = timeline.locator('[data-testid="tl-turn"][data-turn="0"]')
+    expect(
+        turn0_bars.locator('[data-testid="tl-tool"][data-status="completed"] [data-testid="tl-run"]')
+    ).to_have_count(TURN0_TOOLS)
+    for kind in ("sequential", "parallel"):
+        expect(turn0_bars.locator(f'[data-testid="tl-ghost"][data-kind="{kind}"]')).to_have_count(TURN0_TOOLS)
+    expect(timeline.locator('[data-testid="tl-stop"]')).to_have_count(2)  # one per turn
+    # A page rebuilt from the run view (what a snapshot carries) draws exactly the same timeline.
+    rebuilt = page.evaluate(
+        """async (id) => {
+            const token = sessionStorage.getItem('incremental.token');
+            const view = await (await fetch(`/v1/runs/${id}`, {headers: {Authorization: `Bearer ${token}`}})).json();
+            return [window.__incremental.timeline(), window.__incremental.timelineFromView(view)];
+        }""",
+        run_id,
+    )
+    assert rebuilt[0]["turns"] and rebuilt[0] == rebuilt[1]
+
+    # Each row shows its input and its result, rendered: a write's path and numbered content, a
+    # replace's before and after, a simulated tool's echo said as such.
     row = page.locator(f'[data-tool-id="{first["id"]}"]')
-    expect(row.get_by_test_id("tool-input")).to_have_text(re.compile(r"\{.+"))
     expect(row.get_by_test_id("tool-result")).not_to_be_empty()
     expect(row.get_by_test_id("tool-duration")).to_have_text(re.compile(r"^\d+\.\d+ s$"))
+    write = page.locator('[data-testid="tool-row"]', has_text="write_file").first
+    write_input = write.get_by_test_id("tool-input")
+    expect(write_input.get_by_test_id("call-path")).to_have_text(re.compile(r"^src/App\.tsx · \d+ lines$"))
+    code = write_input.get_by_test_id("code")
+    expect(code.locator("td.ln").first).to_have_text("1")
+    expect(code).to_contain_text("import")
+    assert code.locator("td.ln").count() > 50  # the whole file, from GET /v1/runs/{id}/calls
+    shown = code.evaluate("(c) => [...c.querySelectorAll('td.src')].map((td) => td.textContent).join('\\n')")
+    whole = page.evaluate(
+        "(id) => window.__incremental.run.calls.get(id).input.content",
+        write.get_attribute("data-tool-id"),
+    )
+    assert shown.replace("\u200b", "") == whole  # line by line, unescaped
+    expect(write.get_by_test_id("echo")).to_be_visible()
+    lines = page.locator('[data-testid="tool-row"]', has_text="replace_lines").filter(has_text="index.html")
+    before_after = lines.get_by_test_id("before-after")
+    expect(before_after.locator(".before")).to_have_text("lines 5–7 (3 lines)")
+    expect(before_after.locator(".after td.ln").first).to_have_text("5")
+    string = page.locator('[data-testid="tool-row"]', has_text="replace_string").get_by_test_id(
+        "before-after"
+    )
+    expect(string.locator(".before")).to_contain_text('"name": "vite-project"')
+    expect(string.locator(".after")).to_contain_text('"name": "streak"')
 
     # Metrics are numbers.
     number = re.compile(r"^-?\d+(\.\d+)? (s|%)$")
@@ -290,6 +348,10 @@ def test_demo_run_live_and_a_viewer_whose_connection_drops(
     expect(page.get_by_test_id("metric-success")).to_have_text("100 %")
     expect(page.get_by_test_id("metric-saved")).to_have_text(number)
     expect(page.get_by_test_id("global-success")).to_have_text(number)
+    # Against running the 8 tools one by one after the stream, the run saved most of their 8 s.
+    seq = float(page.get_by_test_id("metric-saved-seq").inner_text().split()[0])
+    assert seq == pytest.approx(view["stats"]["saved_sequential_s"], abs=0.01) and seq > 4.0
+    expect(page.get_by_test_id("yours-saved-seq")).to_have_text(number, timeout=15_000)
 
     # The token only ever travelled in the Authorization header.
     assert requests and viewer_requests
@@ -335,8 +397,13 @@ def test_pause_resume_and_cancel_buttons(page: Page, server: Server) -> None:
     expect(page.get_by_test_id("connection")).to_have_attribute("data-conn", "ended")
     expect(pause).to_be_disabled()
     expect(page.locator('[data-testid="tool-row"][data-status="running"]')).to_have_count(0)
+    # A call whose input was still streaming at the cancel settles too: no spinner, no "streaming" left.
+    expect(page.locator('[data-testid="tool-row"][data-status="streaming"]')).to_have_count(0)
+    expect(page.locator('[data-testid="tool-row"] .icon.spinner')).to_have_count(0)
     with server.client() as client:
-        assert client.get(f"/v1/runs/{run_id}").json()["state"] == "cancelled"
+        view = client.get(f"/v1/runs/{run_id}").json()
+    assert view["state"] == "cancelled"
+    assert not [t for t in view["tools"] if t["status"] in ("streaming", "running")], view["tools"]
 
 
 def test_a_wrong_token_brings_back_the_form(page: Page, server: Server) -> None:

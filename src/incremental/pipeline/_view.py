@@ -127,6 +127,7 @@ class ToolView:
             "is_error": self.is_error,
             "result": self.result,
             "after_cancel": self.after_cancel,
+            "settled_by_view": self.settled_by_view,
         }
 
 
@@ -146,8 +147,8 @@ class BlockView:
         return {
             "index": self.index,
             "type": self.type,
-            "started_at": _r(self.started_at),
-            "ended_at": _r(self.ended_at),
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
             "tool_use_id": self.tool_use_id,
         }
 
@@ -179,11 +180,11 @@ class TurnView:
     def to_dict(self) -> dict[str, Any]:
         return {
             "turn": self.turn,
-            "request_at": _r(self.request_at),
-            "stream_end_at": _r(self.stream_end_at),
-            "stream_closed_at": _r(self.stream_closed_at),
+            "request_at": self.request_at,
+            "stream_end_at": self.stream_end_at,
+            "stream_closed_at": self.stream_closed_at,
             "stop_reason": self.stop_reason,
-            "completed_at": _r(self.completed_at),
+            "completed_at": self.completed_at,
             "blocks": [self.blocks[i].to_dict() for i in sorted(self.blocks)],
             "tool_blocks": sum(b.type == "tool_use" for b in self.blocks.values()),
             "tools": list(self.tools),

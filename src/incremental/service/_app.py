@@ -38,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 from ..adapters._eventlog import EventLog, parse_id
 from ..adapters._metrics import MetricsStore
 from ..adapters._store import RunRecord, _a
+from ..events import RUN_FINAL_KINDS
 from ..exceptions import RequestError
 from ..pipeline import cancel_run, cancel_tool, pause_run, resume_run
 from ..pipeline._run import new_run_id
@@ -64,6 +65,7 @@ class _State:
         self.config = config
         self.auth = Auth(config.tokens)
         self.metrics = ServiceMetrics()
+        self.saved_by_run: dict[str, tuple[float, float]] = {}  # ended runs' (vs sequential, vs parallel)
 
     async def start(self) -> None:
         self._own_runner = self.config.runner is None
@@ -360,9 +362,51 @@ async def _pause_or_resume(request: Request, *, pause: bool) -> Response:
 
 async def stats(request: Request) -> Response:
     state = _state(request)
-    await _caller(request)
+    principal, _ = await _caller(request)
     snapshot = await state.metrics_store.read()
-    return JSONResponse(state.metrics.stats(snapshot))
+    data = state.metrics.stats(snapshot)
+    data["yours"] = await _saved_over_runs(state, principal)
+    return JSONResponse(data)
+
+
+_SAVED_CACHE_MAX = 10_000
+
+
+async def _saved_over_runs(state: _State, principal: Principal) -> dict[str, Any]:
+    """Seconds the caller's last 100 runs saved against running their tools one by one after each
+    stream, and in parallel after it (from each turn's turn_completed; ended runs are read once)."""
+    if principal.read_only:
+        assert principal.run_id is not None
+        ids = [principal.run_id]
+    else:
+        raw = await state.pool.zrevrange(f"inc:runs:{principal.name}", 0, 99)
+        ids = [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+    sequential = parallel = 0.0
+    runs = 0
+    for run_id in ids:
+        saved = state.saved_by_run.get(run_id)
+        if saved is None:
+            seq = par = 0.0
+            ended = False
+            milestones = await state.log.milestones(run_id)
+            if not milestones:
+                continue
+            for _, event in milestones:
+                kind = event.get("kind")
+                if kind == "turn_completed":
+                    par += float(event.get("saved_s") or 0.0)
+                    seq += float(event.get("sealed_at") or 0.0) + float(event.get("tool_time_s") or 0.0)
+                    seq -= float(event.get("last_result_at") or 0.0)
+                ended = ended or kind in RUN_FINAL_KINDS
+            saved = (seq, par)
+            if ended:
+                if len(state.saved_by_run) >= _SAVED_CACHE_MAX:
+                    state.saved_by_run.clear()
+                state.saved_by_run[run_id] = saved
+        runs += 1
+        sequential += saved[0]
+        parallel += saved[1]
+    return {"runs": runs, "saved_sequential_s": round(sequential, 3), "saved_s": round(parallel, 3)}
 
 
 async def prometheus(request: Request) -> Response:

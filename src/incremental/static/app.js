@@ -7,6 +7,9 @@
 // send headers).
 
 import { SSEParser } from "./sse.js";
+import { renderMarkdown } from "./markdown.js";
+import { parsePartial, renderInput, renderResult } from "./calls.js";
+import { drawTimeline, timelineModel } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "incremental.token";
@@ -25,7 +28,8 @@ let token = null;
 let run = null;        // the state of the selected run, rebuilt from its events (see newRun)
 let session = null;    // the live connection for the selected run: {runId, closed, attempt: AbortController}
 let clockSkew = 0;     // server clock minus browser clock, seconds (durations of running tools)
-const debug = { connections: [], reconnects: 0, events: 0 };
+const debug = { connections: [], reconnects: 0, events: 0, kinds: [] };
+const NEVER_RAN = "never ran: its input was still streaming when the model stream ended";
 
 // ---------------------------------------------------------------- HTTP
 
@@ -76,18 +80,44 @@ function newRun(id) {
     id, state: "running", reason: "", paused: false, createdAt: null, endedAt: null,
     // turn -> {blocks: Map(content block index -> text), stream: waiting|streaming|stopped|closed|failed,
     // stopReason}. A turn's text is its text blocks joined as they are (what the run view's `text` says).
+    // Each turn also has its timeline: requestAt, streamEndAt (message_stop), streamClosedAt (ended
+    // without one), and spans: Map(content block index -> {type, start, end, toolId}).
     turns: new Map(),
     tools: new Map(),   // tool_use_id -> tool (the fields of the run view's tools, plus `fields`)
-    saved: new Map(),   // turn -> saved_s from turn_completed
-    savedBase: 0,       // saved_s carried by a snapshot
+    saved: new Map(),   // turn -> saved_s from turn_completed (against parallel after the stream)
+    savedSeq: new Map(), // turn -> the same against one by one after the stream
+    calls: new Map(),   // tool_use_id -> {input, result, ...}: whole, from GET /v1/runs/{id}/calls
+    streamOpen: false,  // a model request went out and its stream has not ended yet
     ended: false,       // the stream said `event: end`
   };
 }
 
 function turnOf(n) {
   const key = Number(n ?? 0);
-  if (!run.turns.has(key)) run.turns.set(key, { blocks: new Map(), stream: "waiting", stopReason: null });
+  if (!run.turns.has(key)) {
+    run.turns.set(key, {
+      blocks: new Map(), stream: "waiting", stopReason: null,
+      requestAt: null, streamEndAt: null, streamClosedAt: null, spans: new Map(),
+    });
+  }
   return run.turns.get(key);
+}
+
+function spanOf(turn, index, type) {
+  if (!turn.spans.has(index)) turn.spans.set(index, { type, start: null, end: null, toolId: null });
+  return turn.spans.get(index);
+}
+
+/** The turn's stream ended: a call whose input was still streaming never runs (the run view agrees). */
+function settleStreaming(turnNumber) {
+  for (const tool of run.tools.values()) {
+    if (tool.status === "streaming" && (turnNumber == null || tool.turn === turnNumber)) {
+      Object.assign(tool, {
+        status: run.state === "cancelled" ? "cancelled" : "rejected", is_error: true, result: NEVER_RAN,
+        settled_by_view: true,
+      });
+    } else if (tool.settled_by_view && run.state === "cancelled") tool.status = "cancelled";
+  }
 }
 
 function toolOf(ev) {
@@ -112,17 +142,29 @@ function apply(ev) {
   if (kind === "run_started") run.createdAt = ev.ts;
   else if (kind === "request_sent") {
     const turn = turnOf(ev.turn);
-    if ((ev.attempt ?? 1) > 1) turn.blocks.clear(); // a retried stream starts over
+    if ((ev.attempt ?? 1) > 1) { turn.blocks.clear(); turn.spans.clear(); } // a retried stream starts over
     turn.stream = "streaming";
+    turn.requestAt ??= ev.ts;
+    run.streamOpen = true;
   } else if (kind === "text_delta") {
-    const blocks = turnOf(ev.turn).blocks;
+    const turn = turnOf(ev.turn);
     const index = Number(ev.index ?? 0);
-    blocks.set(index, (blocks.get(index) ?? "") + (ev.text ?? ""));
+    turn.blocks.set(index, (turn.blocks.get(index) ?? "") + (ev.text ?? ""));
+    const span = spanOf(turn, index, "text");
+    span.start ??= ev.ts;
+    span.end = ev.ts;
   } else if (kind === "message_stopped") {
-    Object.assign(turnOf(ev.turn), { stream: "stopped", stopReason: ev.stop_reason });
+    Object.assign(turnOf(ev.turn), { stream: "stopped", stopReason: ev.stop_reason, streamEndAt: ev.ts });
+    run.streamOpen = false;
+    settleStreaming(Number(ev.turn ?? 0));
+    scheduleCalls();
+  } else if (kind === "stream_closed" || kind === "stream_failed") {
+    const turn = turnOf(ev.turn);
+    turn.stream = kind === "stream_closed" ? "closed" : "failed";
+    if (turn.streamEndAt == null) turn.streamClosedAt ??= ev.ts;
+    run.streamOpen = false;
+    settleStreaming(Number(ev.turn ?? 0));
   }
-  else if (kind === "stream_closed") turnOf(ev.turn).stream = "closed";
-  else if (kind === "stream_failed") turnOf(ev.turn).stream = "failed";
   else if (kind === "continued") turnOf(ev.turn);
   else if (kind === "turn_deadline") {
     for (const id of ev.missing ?? []) {
@@ -134,13 +176,28 @@ function apply(ev) {
     const tool = toolOf(ev); // its one result is recorded already; a late report changes nothing
     if (!FINAL.has(tool.status)) tool.status = "missing";
   }
-  else if (kind === "turn_completed") run.saved.set(Number(ev.turn ?? 0), Number(ev.saved_s) || 0);
+  else if (kind === "turn_completed") {
+    const n = Number(ev.turn ?? 0);
+    run.saved.set(n, Number(ev.saved_s) || 0);
+    if (typeof ev.sealed_at === "number" && typeof ev.last_result_at === "number") {
+      run.savedSeq.set(n, ev.sealed_at + (Number(ev.tool_time_s) || 0) - ev.last_result_at);
+    }
+    scheduleCalls();
+  }
   else if (kind === "run_paused") run.paused = true;
   else if (kind === "run_resumed") run.paused = false;
   else if (kind === "run_completed" || kind === "run_failed" || kind === "run_ended") {
     Object.assign(run, { state: ev.state || kind.slice(4), reason: ev.reason || "", endedAt: ev.ts, paused: false });
+    if (kind === "run_failed") run.streamOpen = false;
+    if (!run.streamOpen) settleStreaming(null);
+    scheduleCalls();
   } else if (kind === "tool_input_started") {
-    if (!ev.server_side) toolOf(ev); // Anthropic runs server-side tools: nothing for us to show
+    if (!ev.server_side) { // Anthropic runs server-side tools: nothing for us to show
+      const tool = toolOf(ev);
+      tool.input_started_at = ev.ts;
+      const span = spanOf(turnOf(ev.turn), Number(ev.index ?? 0), "tool_use");
+      Object.assign(span, { start: ev.ts, toolId: ev.tool_use_id });
+    }
   } else if (kind === "cancel_requested") {
     if (ev.target === "run") run.cancelling = true;
   } else if (kind === "tool_field_completed") toolOf(ev).fields.push([ev.field, ev.value]);
@@ -150,8 +207,19 @@ function apply(ev) {
   } else if (kind in TOOL_EVENTS && ev.tool_use_id) {
     const tool = toolOf(ev);
     const status = TOOL_EVENTS[kind];
+    if (tool.settled_by_view && (FINAL.has(status) || kind === "tool_rejected")) {
+      tool.settled_by_view = false; // the pipeline's own word on the call replaces the page's guess
+      tool.status = "running";
+    }
+    if (kind === "tool_ready" || kind === "tool_rejected") {
+      const index = Number(ev.index ?? tool.index ?? 0);
+      const span = spanOf(turnOf(tool.turn), index, "tool_use");
+      span.toolId = tool.tool_use_id;
+      span.end ??= ev.ts;
+    }
     if (FINAL.has(tool.status) || rank(status) < rank(tool.status)) return;
     tool.status = status;
+    if (FINAL.has(status) && run.turns.get(tool.turn)?.streamEndAt != null) scheduleCalls();
     if (kind === "tool_ready") {
       tool.ready_at = ev.ts;
       if (ev.input_preview != null) tool.input_preview = ev.input_preview;
@@ -162,7 +230,7 @@ function apply(ev) {
       tool.result = ev.content ?? ev.reason ?? "";
       tool.is_error = Boolean(ev.is_error ?? status !== "completed");
       tool.finished_at = ev.finished_at ?? ev.ts;
-      if (ev.started_at != null) tool.started_at = ev.started_at;
+      tool.started_at ??= ev.started_at; // the first tool_started's time, as the run view keeps it
       if (ev.attempts) tool.attempts = ev.attempts;
       tool.after_cancel = Boolean(ev.after_cancel);
       if (tool.started_at != null) tool.duration_s = Math.max(0, tool.finished_at - tool.started_at);
@@ -172,20 +240,45 @@ function apply(ev) {
 
 /** `event: snapshot`: the log was trimmed past our offset; the run view replaces what we had. */
 function applySnapshot(view) {
-  run = newRun(view.id ?? run.id);
+  const calls = run.calls;
+  run = runFromView(view, run.id);
+  run.calls = calls;
   toolRows.clear();
   $("tools").replaceChildren();
   $("turns").replaceChildren();
-  Object.assign(run, {
+}
+
+/** The page's run state from a run view (GET /v1/runs/{id}, or an SSE snapshot): what the events build. */
+function runFromView(view, id) {
+  const r = newRun(view.id ?? id);
+  Object.assign(r, {
     state: view.state, reason: view.reason || "", paused: Boolean(view.paused),
-    createdAt: view.created_at, endedAt: view.ended_at, savedBase: Number(view.stats?.saved_s) || 0,
+    createdAt: view.created_at, endedAt: view.ended_at,
   });
-  (view.text || []).forEach((text, n) => {
-    const stopReason = view.stop_reasons?.[n] ?? null;
-    const done = stopReason != null || n < view.turn || view.state !== "running";
-    run.turns.set(n, { blocks: new Map([[0, text]]), stream: done ? "stopped" : "streaming", stopReason });
+  const last = (view.turns || []).at(-1);
+  r.streamOpen = Boolean(last && last.request_at != null && last.stream_end_at == null && last.stream_closed_at == null
+    && view.state === "running");
+  const turns = new Map((view.turns || []).map((t) => [t.turn, t]));
+  (view.text_blocks || (view.text || []).map((t) => [t])).forEach((texts, n) => {
+    const t = turns.get(n) ?? {};
+    const stopReason = view.stop_reasons?.[n] ?? t.stop_reason ?? null;
+    const closed = t.stream_closed_at != null;
+    const done = stopReason != null || closed || n < view.turn || view.state !== "running";
+    const textIndexes = (t.blocks || []).filter((b) => b.type === "text").map((b) => b.index);
+    const blocks = new Map(texts.map((text, i) => [textIndexes[i] ?? i, text]));
+    const spans = new Map((t.blocks || []).map((b) => [b.index, {
+      type: b.type, start: b.started_at, end: b.ended_at, toolId: b.tool_use_id,
+    }]));
+    r.turns.set(n, {
+      blocks, stream: stopReason != null || !done ? (done ? "stopped" : "streaming") : closed ? "closed" : "stopped",
+      stopReason, requestAt: t.request_at ?? null, streamEndAt: t.stream_end_at ?? null,
+      streamClosedAt: t.stream_closed_at ?? null, spans,
+    });
+    if (t.saved_s != null) r.saved.set(n, t.saved_s);
+    if (t.saved_sequential_s != null) r.savedSeq.set(n, t.saved_sequential_s);
   });
-  for (const t of view.tools || []) run.tools.set(t.tool_use_id, { ...t, fields: Object.entries(t.fields || {}) });
+  for (const t of view.tools || []) r.tools.set(t.tool_use_id, { ...t, fields: Object.entries(t.fields || {}) });
+  return r;
 }
 
 // ---------------------------------------------------------------- the live connection
@@ -242,6 +335,7 @@ async function follow(runId) {
         } catch {
           console.warn("unreadable event skipped:", msg); // and not asked for again: lastId moves on
         }
+        debug.kinds.push(msg.event);
         if (msg.event === "end") {
           run.ended = true;
           if (data.state && run.state === "running") run.state = data.state;
@@ -283,19 +377,73 @@ async function follow(runId) {
   }
 }
 
+// ---------------------------------------------------------------- whole inputs and results
+
+// The log carries previews; once a turn's message has ended, its calls' whole inputs (and the results
+// recorded so far) are in the run's store. Fetched after message_stop, after results and at the end.
+let callsTimer = null;
+let callsBusy = false;
+
+function scheduleCalls() {
+  if (!run || callsTimer) return;
+  const id = run.id;
+  callsTimer = setTimeout(async () => {
+    callsTimer = null;
+    if (callsBusy || !run || run.id !== id) return;
+    callsBusy = true;
+    try {
+      const { calls } = await api(`/v1/runs/${encodeURIComponent(id)}/calls`);
+      if (run?.id !== id) return;
+      for (const [toolId, call] of Object.entries(calls || {})) run.calls.set(toolId, call);
+      render();
+    } catch {
+      // optional: the previews stay
+    } finally {
+      callsBusy = false;
+    }
+  }, 250);
+}
+
 // ---------------------------------------------------------------- rendering
 
-const fmtS = (s) => (s == null || !Number.isFinite(s) ? "–" : s < 10 ? `${s.toFixed(2)} s` : `${s.toFixed(1)} s`);
+const fmtS = (s) => (s == null || !Number.isFinite(s) ? "–" : Math.abs(s) < 10 ? `${s.toFixed(2)} s` : `${s.toFixed(1)} s`);
 const fmtPct = (r) => (r == null || !Number.isFinite(r) ? "–" : `${Math.round(r * 100)} %`);
-const short = (v) => (typeof v === "string" ? v : JSON.stringify(v));
 const toolRows = new Map(); // tool_use_id -> <li>
+const now = () => Date.now() / 1000 + clockSkew; // the server's clock
 
 function liveDuration(tool) {
   if (tool.duration_s != null) return tool.duration_s;
-  if (tool.status === "running" && tool.started_at != null) {
-    return Math.max(0, Date.now() / 1000 + clockSkew - tool.started_at);
-  }
+  if (tool.status === "running" && tool.started_at != null) return Math.max(0, now() - tool.started_at);
   return null;
+}
+
+/** A call's status, said plainly. */
+function statusText(tool) {
+  const s = tool.status;
+  let text = {
+    streaming: "model writing its input", ready: "ready", held: "held until the message ends",
+    waiting: "waiting for the same file", paused: "paused", queued: "queued", running: "running",
+    completed: "done", failed: "failed", refused: "refused", rejected: "input rejected",
+    missing: "no result by the deadline", cancelled: "cancelled",
+  }[s] ?? s;
+  if (tool.settled_by_view) text = s === "cancelled" ? "cancelled before its input was complete" : "never ran: input cut off";
+  else if (tool.after_cancel) text = s === "completed" ? "done (finished before the cancel reached it)" : "cancelled while running";
+  if (tool.attempts > 1) text += ` (attempt ${tool.attempts})`;
+  return text;
+}
+
+/** The call's input as far as the page knows it: whole (after message_stop), else its preview or fields. */
+function inputOf(tool) {
+  const call = run.calls.get(tool.tool_use_id);
+  if (call && call.input != null) return { input: call.input, cut: false, key: "whole" };
+  if (tool.input_preview != null) {
+    const { value, cut } = parsePartial(tool.input_preview);
+    if (value !== undefined) return { input: value, cut, key: `preview:${tool.input_preview.length}` };
+  }
+  if (tool.fields.length) {
+    return { input: Object.fromEntries(tool.fields), cut: true, key: `fields:${tool.fields.length}` };
+  }
+  return { input: undefined, cut: true, key: "none" };
 }
 
 function renderTool(tool) {
@@ -311,10 +459,7 @@ function renderTool(tool) {
   li.dataset.turn = tool.turn;
   li.querySelector(".name").textContent = tool.name || "(unnamed)";
   li.querySelector(".where").textContent = `turn ${tool.turn} · block ${tool.index ?? "?"}`;
-  let status = tool.status === "streaming" ? "input streaming" : tool.status;
-  if (tool.attempts > 1) status += ` (attempt ${tool.attempts})`;
-  if (tool.after_cancel) status += " after cancel";
-  li.querySelector(".status").textContent = status;
+  li.querySelector(".status").textContent = statusText(tool);
   li.querySelector(".icon").className = `icon ${tool.status === "running" ? "spinner" : tool.status}`;
   li.querySelector(".duration").textContent = fmtS(liveDuration(tool));
   const progress = li.querySelector(".progress");
@@ -327,13 +472,23 @@ function renderTool(tool) {
     progress.querySelector(".stage").textContent =
       [p.stage, fraction == null ? null : `${Math.round(fraction * 100)}%`, p.message].filter(Boolean).join(" · ");
   }
-  // Input: the complete preview once ready; before that, the top-level fields as they completed.
-  const input = tool.input_preview ??
-    (tool.fields.length ? tool.fields.map(([k, v]) => `${k}: ${short(v)}`).join("\n") + "\n…" : "…");
-  li.querySelector(".input").textContent = input;
-  li.querySelector(".result-box").hidden = tool.result == null;
-  li.querySelector(".result").textContent = tool.result ?? "";
-  li.querySelector(".result").classList.toggle("error", Boolean(tool.is_error));
+  // Input and result re-render only when what they show changed (an open fold stays open).
+  const { input, cut, key } = inputOf(tool);
+  const box = li.querySelector(".input");
+  if (box.dataset.key !== key) {
+    box.dataset.key = key;
+    box.replaceChildren(renderInput(tool.name, input, cut));
+  }
+  const call = run.calls.get(tool.tool_use_id);
+  const result = call?.result ?? tool.result;
+  li.querySelector(".result-box").hidden = result == null;
+  const out = li.querySelector(".result");
+  const resultKey = result == null ? "" : `${call?.result != null ? "whole" : "event"}:${result.length}:${key}`;
+  if (out.dataset.key !== resultKey) {
+    out.dataset.key = resultKey;
+    out.replaceChildren(result == null ? "" : renderResult(result, input, { error: Boolean(tool.is_error) }));
+  }
+  out.classList.toggle("error", Boolean(tool.is_error));
   // Only a dispatched call can be cancelled (one whose input is still streaming has no job yet).
   const cancellable = !FINAL.has(tool.status) && tool.status !== "streaming" && run.state === "running";
   li.querySelector(".cancel-tool").hidden = !cancellable;
@@ -351,41 +506,71 @@ function renderTurns() {
       section.className = "turn";
       section.dataset.testid = "turn";
       section.dataset.turn = n;
-      section.innerHTML =
-        `<h3>Turn ${n} <span class="badge stream"></span></h3><div class="text" data-testid="turn-text"></div>`;
+      const h = document.createElement("h3");
+      h.append(`Turn ${n} `, Object.assign(document.createElement("span"), { className: "badge stream" }));
+      const text = Object.assign(document.createElement("div"), { className: "text" });
+      text.dataset.testid = "turn-text";
+      section.append(h, text);
       box.append(section);
     }
     section.dataset.streamState = turn.stream;
     const label = turn.stream === "stopped" && turn.stopReason ? `stopped: ${turn.stopReason}` : turn.stream;
     section.querySelector(".stream").textContent = label;
-    // One element per text block (shown apart; their textContent joins back to the turn's text).
+    // One element per text block, rendered as markdown; its source stays on the element.
     const textBox = section.querySelector(".text");
     for (const el of [...textBox.children]) if (!turn.blocks.has(Number(el.dataset.block))) el.remove();
     for (const index of [...turn.blocks.keys()].sort((a, b) => a - b)) {
       let block = textBox.querySelector(`[data-block="${index}"]`);
       if (!block) {
-        block = Object.assign(document.createElement("span"), { className: "block" });
+        block = Object.assign(document.createElement("div"), { className: "block md" });
         block.dataset.block = index;
+        block.dataset.testid = "text-block";
         const next = [...textBox.children].find((el) => Number(el.dataset.block) > index);
         textBox.insertBefore(block, next ?? null);
       }
       const text = turn.blocks.get(index);
-      if (block.textContent !== text) block.textContent = text;
+      if (block.source !== text) {
+        block.source = text;
+        block.replaceChildren(renderMarkdown(text));
+      }
     }
   }
 }
+
+const sum = (values) => [...values].reduce((a, b) => a + b, 0);
 
 function renderMetrics() {
   const tools = [...run.tools.values()];
   const done = tools.filter((t) => FINAL.has(t.status));
   const timed = done.filter((t) => t.duration_s != null);
   const ok = done.filter((t) => t.status === "completed").length;
-  const saved = run.savedBase + [...run.saved.values()].reduce((a, b) => a + b, 0);
-  $("m-tools").textContent = `${done.length} / ${tools.length}`;
+  const streaming = [...run.turns.values()].some((t) => t.stream === "streaming");
+  const soFar = streaming ? " so far" : "";
+  $("m-tools").textContent = `${done.length} / ${tools.length}${soFar}`;
+  $("m-tools").title = "finished calls out of the tool_use blocks the model has written" +
+    (streaming ? " (it is still writing)" : "");
   $("m-avg").textContent = timed.length ? fmtS(timed.reduce((a, t) => a + t.duration_s, 0) / timed.length) : "–";
   $("m-success").textContent = done.length ? fmtPct(ok / done.length) : "–";
-  $("m-saved").textContent = run.saved.size || run.savedBase ? fmtS(saved) : "–";
-  $("tools-count").textContent = tools.length ? `${done.length}/${tools.length} done` : "";
+  $("m-saved-seq").textContent = run.savedSeq.size ? fmtS(sum(run.savedSeq.values())) : "–";
+  $("m-saved").textContent = run.saved.size ? fmtS(sum(run.saved.values())) : "–";
+  const took = run.createdAt == null ? null : (run.endedAt ?? (run.state === "running" ? now() : null)) - run.createdAt;
+  $("m-took").textContent = fmtS(took);
+  $("tools-count").textContent = tools.length
+    ? `${done.length} of ${tools.length} done${streaming ? " · the model is still writing" : ""}` : "";
+}
+
+// The timeline redraws from the run state; while anything is live it also ticks on its own.
+function titleOf(tool) {
+  const { input } = inputOf(tool);
+  const path = input && typeof input === "object" ? input.path ?? input.name : null;
+  return typeof path === "string" ? path.split("/").pop() : "";
+}
+
+function renderTimeline() {
+  const svg = $("timeline");
+  const width = svg.parentElement.clientWidth - 2;
+  const titles = new Map([...run.tools.values()].map((t) => [t.tool_use_id, titleOf(t)]));
+  drawTimeline(svg, timelineModel(run, now()), width, titles);
 }
 
 function render() {
@@ -407,16 +592,22 @@ function render() {
   $("no-tools").hidden = sorted.length > 0;
   renderTurns();
   renderMetrics();
+  renderTimeline();
 }
 
-// Durations of running tools count up between events.
+// Durations of running tools count up between events, and the timeline grows.
 setInterval(() => {
   if (!run) return;
   for (const tool of run.tools.values()) {
     const cell = toolRows.get(tool.tool_use_id)?.querySelector(".duration");
     if (tool.status === "running" && cell) cell.textContent = fmtS(liveDuration(tool));
   }
-}, 200);
+  if (run.state === "running" || [...run.tools.values()].some((t) => t.status === "running")) {
+    renderTimeline();
+    renderMetrics();
+  }
+}, 250);
+window.addEventListener("resize", () => run && renderTimeline());
 
 // ---------------------------------------------------------------- runs, demo, controls, stats
 
@@ -462,6 +653,13 @@ async function refreshStats() {
     const s = await api("/v1/stats");
     $("g-success").textContent = fmtPct(s.success_rate);
     $("g-saved").textContent = fmtS(s.saved_s);
+    const yours = s.yours;
+    $("y-box").hidden = !yours;
+    if (yours) {
+      $("y-runs").textContent = String(yours.runs);
+      $("y-saved-seq").textContent = fmtS(yours.saved_sequential_s);
+      $("y-saved").textContent = fmtS(yours.saved_s);
+    }
     $("g-inflight").textContent = String(s.runs_in_flight ?? "–");
     const rows = Object.entries(s.tools || {}).sort(([a], [b]) => a.localeCompare(b)).map(([name, t]) => {
       const tr = document.createElement("tr");
@@ -549,6 +747,9 @@ setInterval(refreshStats, 10000);
 window.__incremental = {
   debug,
   get run() { return run; },
+  // The timeline's data as this page drew it, and as a page rebuilt from `view` (a run view) would.
+  timeline: () => timelineModel(run, run.endedAt ?? now()),
+  timelineFromView: (view) => { const r = runFromView(view, view.id); return timelineModel(r, r.endedAt ?? now()); },
   dropConnection() { session?.attempt?.abort(); },
 };
 
