@@ -222,7 +222,8 @@ WATCH_FIRST_TOOL = """() => {
   window.__firstBar = null;    // the first tool bar on the timeline: was message_stop drawn yet?
   window.__firstGhost = null;  // the first faint "after the stream" bar: was message_stop drawn yet?
   const check = () => {
-    const stopDrawn = () => Boolean(document.querySelector('[data-testid="tl-turn"][data-turn="0"] [data-testid="tl-stop"]'));
+    const stopDrawn = () => Boolean(
+      document.querySelector('[data-testid="tl-turn"][data-turn="0"] [data-testid="tl-stop"]'));
     if (!window.__firstBar && document.querySelector('[data-testid="tl-run"]')) {
       window.__firstBar = {stopDrawn: stopDrawn()};
     }
@@ -305,7 +306,8 @@ def test_demo_run_live_and_a_viewer_whose_connection_drops(
     rebuilt = page.evaluate(
         """async (id) => {
             const token = sessionStorage.getItem('incremental.token');
-            const view = await (await fetch(`/v1/runs/${id}`, {headers: {Authorization: `Bearer ${token}`}})).json();
+            const headers = {Authorization: `Bearer ${token}`};
+            const view = await (await fetch(`/v1/runs/${id}`, {headers})).json();
             return [window.__incremental.timeline(), window.__incremental.timelineFromView(view)];
         }""",
         run_id,
