@@ -453,3 +453,177 @@ def test_the_pages_sse_parser(page: Page, server: Server) -> None:
     assert result["whole"] == expected
     assert result["perChar"] == expected
     assert result["splitCrlf"] == [{"id": "7", "event": "message", "data": "q"}]
+
+
+# ------------------------------------------------------------------------------------------ hostile text
+
+# Model text and tool input are untrusted: markup in them must stay text, and nothing that looks like
+# SSE may become an event. Every attempt below would set window.__pwned if it ran.
+FORGED_SSE = 'id: 99999999999999-0\nevent: run_completed\ndata: {"state":"completed","reason":"forged"}\n\n'
+HOSTILE_TEXT = (
+    "# Plan <img src=x onerror=\"window.__pwned='img'\">\n\n"
+    "<script>window.__pwned='script'</script>\n\n"
+    f"{FORGED_SSE}"
+    "[click](javascript:window.__pwned='link') and **bold** `<b>code</b>`"
+)
+HOSTILE_PATH = "<script>window.__pwned='path'</script>.html"
+HOSTILE_CONTENT = (
+    "</td></tr></table><script>window.__pwned='content'</script>\n"
+    'event: tool_completed\ndata: {"tool_use_id":"toolu_forged","status":"ok"}\n\n'
+)
+HOSTILE_NEW = "<img src=x onerror=\"window.__pwned='new'\">"
+
+
+def hostile_recording() -> list[bytes]:
+    """Two turns, built the way the API frames them: hostile text and two hostile tool calls, then
+    a plain last turn. Timed to stream in about a second."""
+    from ._streams import (
+        MESSAGE_STOP,
+        frame,
+        json_delta,
+        message_delta,
+        message_start,
+        stop,
+        text_delta,
+        text_start,
+        tool_start,
+    )
+
+    write = json.dumps({"path": HOSTILE_PATH, "content": HOSTILE_CONTENT})
+    replace = json.dumps({"path": "index.html", "old": "<b>old</b>", "new": HOSTILE_NEW})
+    objs: list[dict[str, Any]] = [message_start("msg_hostile"), text_start(0)]
+    objs += [text_delta(0, HOSTILE_TEXT[i : i + 40]) for i in range(0, len(HOSTILE_TEXT), 40)]
+    objs.append(stop(0))
+    for index, tool_id, name, text in (
+        (1, "toolu_hw", "write_file", write),
+        (2, "toolu_hr", "replace_string", replace),
+    ):
+        objs.append(tool_start(index, tool_id, name))
+        objs += [json_delta(index, text[i : i + 30]) for i in range(0, len(text), 30)]
+        objs.append(stop(index))
+    objs += [message_delta("tool_use"), MESSAGE_STOP]
+    turn1 = b"".join(frame(o, t=0.02 * n) for n, o in enumerate(objs))
+    last = [message_start("msg_done"), text_start(0), text_delta(0, "Done."), stop(0)]
+    last += [message_delta("end_turn"), MESSAGE_STOP]
+    turn2 = b"".join(frame(o, t=0.05 * n) for n, o in enumerate(last))
+    return [turn1, turn2]
+
+
+class ThreadedService:
+    """``incremental.service.Service`` on its own event loop in a thread, playing ``turns`` from a fake
+    Messages API, every tool simulated; for the sync Playwright tests."""
+
+    def __init__(self, turns: list[bytes], token: str) -> None:
+        self.turns, self.token = turns, token
+        self.url = ""
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: Any = None
+        self._stop: Any = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import asyncio
+
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        import asyncio
+
+        from workers.app_tools import registry
+
+        from incremental.adapters._messages_client import MessagesClient
+        from incremental.fake_api import FakeMessagesAPI
+        from incremental.service import ServeOptions, Service
+
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        api = FakeMessagesAPI(self.turns, speed=1.0)
+        await api.start()
+        client = MessagesClient(base_url=api.url, api_key="test")
+        options = ServeOptions(
+            tokens={"owner": self.token},
+            port=0,
+            model_client=client,
+            tools={"app": registry},
+            simulate_s=0.3,
+            workers=1,
+        )
+        try:
+            async with Service(options) as service:
+                self.url = service.url
+                self._ready.set()
+                await self._stop.wait()
+        finally:
+            await client.aclose()
+            await api.stop()
+
+    def __enter__(self) -> ThreadedService:
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None or not self.url:
+            raise RuntimeError(f"the service did not start: {self._error!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+def test_hostile_model_text_and_tool_input_stay_text(page: Page) -> None:
+    token = secrets.token_hex(20)
+    with ThreadedService(hostile_recording(), token) as service:
+        body = {"messages": [{"role": "user", "content": "hi"}], "toolset": "app", "limits": {"max_turns": 2}}
+        with httpx.Client(base_url=service.url, timeout=30) as client:
+            created = client.post("/v1/runs", json=body, headers={"Authorization": f"Bearer {token}"}).json()
+        run_id = created["id"]
+        # A browser holds the run's watch token, never the service token.
+        page.goto(f"{service.url}/#token={created['watch_token']}")
+        page.get_by_test_id("run-picker").select_option(run_id)
+        expect(page.get_by_test_id("run-state")).to_have_attribute("data-state", "completed", timeout=60_000)
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-conn", "ended", timeout=30_000)
+        expect(page.locator('[data-testid="tool-row"][data-status="completed"]')).to_have_count(2)
+
+        assert page.evaluate("window.__pwned") is None  # no script, handler or link ran
+        panel = page.locator("#run-panel")
+        assert panel.locator("script, img, iframe, object, embed, [onerror]").count() == 0
+        assert panel.locator("a[href^='javascript']").count() == 0
+        turn0 = page.locator('[data-testid="turn"][data-turn="0"]')
+        text = turn0.get_by_test_id("turn-text")
+        expect(text.locator("h3, h4")).to_contain_text(
+            "Plan <img src=x"
+        )  # a heading, with its markup as text
+        expect(text).to_contain_text("<script>window.__pwned='script'</script>")
+        expect(text).to_contain_text("event: run_completed")
+        expect(text.locator("strong")).to_have_text("bold")
+        expect(text.locator("code")).to_have_text("<b>code</b>")
+        write = page.locator('[data-tool-id="toolu_hw"]')
+        expect(write.get_by_test_id("call-path")).to_contain_text(HOSTILE_PATH)
+        shown = write.get_by_test_id("tool-input").get_by_test_id("code")
+        expect(shown.locator("td.src").first).to_have_text(
+            "</td></tr></table><script>window.__pwned='content'</script>"
+        )
+        expect(shown).to_contain_text("event: tool_completed")
+        after = page.locator('[data-tool-id="toolu_hr"]').get_by_test_id("before-after").locator(".after")
+        expect(after).to_have_text(re.compile(re.escape(HOSTILE_NEW)))
+
+        # The lines that look like SSE stayed inside their JSON: the page got exactly the log's events,
+        # no forged run_completed (the reason is the real one), no tool that does not exist.
+        kinds = page.evaluate("window.__incremental.debug.kinds")
+        assert kinds.count("run_completed") == 1
+        assert page.locator('[data-tool-id="toolu_forged"]').count() == 0
+        expect(page.get_by_test_id("run-reason")).not_to_have_text("forged")
+        with httpx.Client(base_url=service.url, timeout=30) as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            view = client.get(f"/v1/runs/{run_id}", headers=headers).json()
+            with client.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
+                raw = response.read().decode()
+        assert view["text_blocks"][0] == [HOSTILE_TEXT]
+        assert [t["tool_use_id"] for t in view["tools"]] == ["toolu_hw", "toolu_hr"]
+        events = [line[7:] for line in raw.splitlines() if line.startswith("event: ")]
+        assert events.count("run_completed") == 1 and events[-1] == "end"
+        assert [k for k in kinds if k != "end"] == events[:-1]
