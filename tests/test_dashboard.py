@@ -5,18 +5,24 @@ conversation replayed at 2x, every tool a 1 s simulated job). Playwright drives 
 ``/usr/bin/chromium``; it never downloads a browser. When that binary is missing the tests FAIL (they do
 not skip): ``.ci/run`` installs it with apt-get before ``make test``.
 
-What is checked (~35 s in all):
+What is checked (~60 s in all):
 - the token moves from ``#token=`` to sessionStorage, leaves the visible URL, and never appears in a URL
   the page requests; a wrong pasted token is refused and the form comes back;
 - "Start demo run": a tool row reaches running/completed while turn 0's model stream is still streaming
   (recorded by a MutationObserver at the moment the row first shows running/completed, reading the turn's
   ``data-stream-state``), and the event log agrees (a ``tool_started`` before turn 0's
   ``message_stopped``); then all 8 turn-0 tools end "completed", the assistant text equals the run view's,
-  the run ends "completed" and the metrics panel shows numbers;
+  the run ends "completed" and the metrics panel shows numbers (both time-saved figures);
+- the timeline: tool bars are drawn before turn 0's ``message_stop`` line, the faint "after the stream"
+  bars only after it, and the timeline built from ``GET /v1/runs/{id}`` (what a snapshot carries) equals
+  the live one; a write's input shows its path and its whole content as numbered lines, a replace its
+  before and after;
 - a second viewer picks the same run in the run picker; its connection is cut twice while turn 0 streams
   (``window.__incremental.dropConnection()``); it comes back by itself with ``Last-Event-ID`` each time
   and ends with the same tools and text as ``GET /v1/runs/{id}``: nothing duplicated, nothing missing;
-- Pause, Resume and Cancel run do what they say, on a second demo run;
+- Pause, Resume and Cancel run do what they say, on a second demo run, and no call is left streaming;
+- hostile model text and tool input (markup, ``javascript:`` links, lines that look like SSE), served
+  from a fake API to a page holding a watch token, stay text and forge no event;
 - the page's SSE parser (``/static/sse.js``) on split CRLF pairs, multi-line data, comments and
   per-character input.
 
