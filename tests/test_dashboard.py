@@ -540,7 +540,7 @@ class ThreadedService:
     async def _main(self) -> None:
         import asyncio
 
-        from workers.app_tools import registry
+        from incremental.examples.app_builder.tools import registry
 
         from incremental.adapters._messages_client import MessagesClient
         from incremental.fake_api import FakeMessagesAPI
