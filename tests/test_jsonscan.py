@@ -278,7 +278,7 @@ def test_depth_cap() -> None:
     s, _ = run([ok])
     assert s.error is None and s.complete
     s, _ = run(["[" * (MAX_DEPTH + 1)])
-    assert s.error == f"nesting deeper than {MAX_DEPTH} at offset {MAX_DEPTH}"
+    assert s.error == f"nesting deeper than {MAX_DEPTH} levels at offset {MAX_DEPTH}"
     s, _ = run(['{"a": ' + "[" * MAX_DEPTH])
     assert s.error is not None and s.error.startswith("nesting deeper than 512")
 

@@ -42,6 +42,7 @@ from ._streams import (
     tool_turn,
 )
 from ._support import run_parser
+from .test_parser_properties import joined
 
 
 def kinds(events: list[object]) -> list[str]:
@@ -345,7 +346,7 @@ def test_feed_event_with_dicts_matches_bytes() -> None:
     _, from_bytes = run_parser([stream(*objs)])
     parser = StreamParser()
     from_dicts = [e for o in objs for e in parser.feed_event(o)] + parser.end()
-    assert [e.to_dict() for e in from_dicts] == [e.to_dict() for e in from_bytes]
+    assert joined(from_dicts) == joined(from_bytes)
 
 
 def test_feed_event_with_anthropic_sdk_models() -> None:

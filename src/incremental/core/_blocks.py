@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,17 +13,30 @@ from ._states import BlockStatus
 __all__ = ["Block", "strict_object"]
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """``parse_constant`` for strict JSON: NaN, Infinity and -Infinity are Python's, not JSON's."""
     raise ValueError(f"{name} is not valid JSON")
 
 
+def finite_float(text: str) -> float:
+    """``parse_float`` for strict JSON: ``1e400`` is valid JSON, but as infinity no encoder takes it back."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
 def strict_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
-    """Parse a whole tool input strictly. Returns (object, None) or (None, why it is not one)."""
+    """Parse a whole tool input strictly. Returns (object, None) or (None, why it is not one).
+
+    Only for text whose nesting is known to be bounded (the scanner checked it): json.loads recurses.
+    Whatever it accepts, json.dumps gives back: no NaN/Infinity, no overflowing float, no integer
+    longer than Python's int-to-string limit."""
     if not text.strip():
         return {}, None  # the API's way of sending an empty input: no fragment, or only ""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:  # JSONDecodeError is a ValueError; so is NaN/Infinity
+        value = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
+    except ValueError as exc:  # JSONDecodeError is a ValueError; so are NaN, 1e400 and huge integers
         return None, f"input is not valid JSON: {exc}"
     if not isinstance(value, dict):
         return None, f"input must be a JSON object, got {type(value).__name__}"
@@ -47,6 +61,7 @@ class Block:
     chars: int = 0  # characters streamed into this block
     input: Any = None  # the final input of a tool block, once stopped
     reason: str | None = None  # why a tool call must not run
+    dropped: bool = False  # a tool input over the block limit: no longer kept, the call will be rejected
 
     tool_id: str | None = None  # the block's "id" and "name", when they are strings
     tool_name: str | None = None

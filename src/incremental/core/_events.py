@@ -1,12 +1,14 @@
 """The typed events a ``StreamParser`` yields.
 
 Every event is a frozen, slotted dataclass with a ``kind`` tag (a class constant, so it costs nothing per
-event); ``event.to_dict()`` serializes it straight into a status stream. In stream order, for one message:
+event); ``event.to_dict()`` serializes it straight into a status stream (without recursing: payloads are
+the parser's own dicts, shared, not copied). In stream order, for one message:
 
     MessageStarted
       BlockStarted(index)                     every block, any type, kept verbatim
-        TextDelta / ThinkingDelta             text as it streams
-        ToolInputDelta                        a tool's raw JSON fragment (client or server tool)
+        TextDelta / ThinkingDelta             text as it streams (consecutive deltas of one block that
+        ToolInputDelta                        arrive in one feed() come as one event); a tool's raw
+                                              JSON fragment (client or server tool); never empty
         ToolFieldCompleted                    a top-level input field's value is complete
         BlockDelta                            signature, citations, and unknown deltas, verbatim
       ToolReady(index)                        a client tool_use block stopped and parsed strictly
@@ -21,7 +23,7 @@ event); ``event.to_dict()`` serializes it straight into a status stream. In stre
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from ._errors import StreamError
@@ -47,14 +49,29 @@ __all__ = [
 ]
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}  # each event class's field names, looked up once
+
+
 class _Serializable:
     __slots__ = ()
 
     kind: ClassVar[str] = ""
 
+    def _fields(self) -> dict[str, Any]:
+        cls = type(self)
+        names = _FIELDS.get(cls)
+        if names is None:
+            names = _FIELDS[cls] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        out: dict[str, Any] = {}
+        for name in names:
+            value = getattr(self, name)
+            out[name] = value._fields() if isinstance(value, _Serializable) else value
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        """The event as data, ``kind`` first; JSON-ready when its payload is."""
-        return {"kind": self.kind, **asdict(self)}  # type: ignore[call-overload]
+        """The event as data, ``kind`` first; JSON-ready when its payload is. Never recurses into the
+        payload (however deep it is), and a nested ``ToolCall`` becomes a plain dict."""
+        return {"kind": self.kind, **self._fields()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,13 @@ States (``_state``) -- what the next non-whitespace character may be:
                   runs of digits are consumed with a regex.
 ``_LITERAL``      inside ``true`` / ``false`` / ``null``; ``_lit`` holds the characters still expected.
 
-Containers are tracked with ``_stack`` (``'{'`` / ``'['``), capped at 512 levels. A syntax error freezes
-the state as it was just before the offending character and records ``_error`` / ``_error_at``; later
-fragments are only buffered.
+Containers are tracked with ``_stack`` (``'{'`` / ``'['``), capped at ``max_depth`` levels (512 unless
+told): an opening bracket past it is an error like a syntax error, so a text the scanner accepts can be
+handed to a recursive decoder safely. A syntax error freezes the state as it was just before the
+offending character and records ``_error`` / ``_error_at``; later fragments are only buffered.
+
+Memory: the fragments are kept as a list and joined once when the text is asked for; the joined text
+then replaces them (``text()``), so the scanner never holds two copies.
 
 Fields: while the document is an object, a member of that top-level object is reported by :meth:`feed`
 when its value completes -- a string at its closing quote, an object/array at its closing bracket, a
@@ -97,11 +101,10 @@ def _loads(raw: str) -> object:
 class JsonScanner:
     """Scans a JSON text fed in fragments, once, left to right (no re-scanning)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_depth: int = MAX_DEPTH) -> None:
+        self.max_depth = max_depth
         self._chunks: list[str] = []
         self._size = 0
-        self._joined = ""  # cache of "".join(self._chunks[: self._joined_count])
-        self._joined_count = 0
         self._state = _VALUE
         self._stack: list[str] = []
         self._commit = 0
@@ -144,11 +147,19 @@ class JsonScanner:
         return self._complete
 
     def text(self) -> str:
-        """The whole text fed so far (joined once, cached)."""
-        if self._joined_count != len(self._chunks):
-            self._joined = "".join([self._joined, *self._chunks[self._joined_count :]])
-            self._joined_count = len(self._chunks)
-        return self._joined
+        """The whole text fed so far. The fragments are joined and replaced by the joined text."""
+        chunks = self._chunks
+        if len(chunks) == 1:
+            return chunks[0]
+        if not chunks:
+            return ""
+        if self._vchunk:
+            # The current top-level token began in chunk _vchunk: it now begins in the one chunk left.
+            self._voff += sum(len(c) for c in chunks[: self._vchunk])
+            self._vchunk = 0
+        joined = "".join(chunks)
+        self._chunks = [joined]
+        return joined
 
     def feed(self, fragment: str) -> list[tuple[str, object]]:
         """Scan one fragment. Returns the top-level object fields whose value completed inside this
@@ -207,7 +218,7 @@ class JsonScanner:
         sc, so = self._vchunk, self._voff
         if sc == ci:
             return frag[so:end]
-        raw = "".join([self._chunks[sc][so:], *self._chunks[sc + 1 : ci], frag[:end]])
+        raw = "".join([self._chunks[sc][so:], *self._chunks[sc + 1 : ci], frag[:end]])  # ci: frag's index
         self._work += len(raw)
         return raw
 
@@ -309,8 +320,8 @@ class JsonScanner:
                     self._str_start = base + pos
                     state = _STRING
                 elif c == "{" or c == "[":
-                    if len(stack) >= MAX_DEPTH:
-                        self._error = f"nesting deeper than {MAX_DEPTH} at offset {base + pos}"
+                    if len(stack) >= self.max_depth:
+                        self._error = f"nesting deeper than {self.max_depth} levels at offset {base + pos}"
                         self._error_at = base + pos
                         break
                     stack.append(c)

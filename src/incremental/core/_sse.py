@@ -16,11 +16,20 @@ Per field:
     ``:...``   a comment; returned as ``SSEComment`` (the spec ignores them; fixtures keep timing there)
 
 A blank line dispatches the event being built; with an empty data buffer nothing is dispatched and
-the event type is reset, as the spec says. Bytes left after the last line ending when the stream ends
-are discarded (an unterminated event is not an event); ``close`` reports whether that happened.
+the event type is reset, as the spec says. At the end of the stream there are two readings:
+
+    ``close``   the spec's: bytes after the last line ending, and an event without its blank line, are
+                discarded (returns whether anything was);
+    ``finish``  the lenient one real captures need (many end ``data: {...}`` with no blank line, or no
+                final newline): the unterminated last line counts as a line and the event still being
+                built is dispatched.
+
+Between events (``at_boundary``) the decoder holds no state but ``last_event_id`` and ``retry``: a
+caller that recognises whole, plain ``event:``/``data:`` frames itself may skip the decoder for them
+and hand it only the rest (the parser's fast path does), with the same result.
 
 Memory is bounded: a line, or one event's data, longer than ``max_line_bytes`` raises
-``LimitExceededError``.
+``LimitExceededError``, whatever the chunking.
 """
 
 from __future__ import annotations
@@ -93,17 +102,48 @@ class SSEDecoder:
                 )
         return out
 
+    @property
+    def at_boundary(self) -> bool:
+        """True between events: no partial line, no event being built, no CR waiting for its LF."""
+        return (
+            self._bom_checked
+            and not self._tail
+            and not self._data
+            and not self._event_type
+            and not self._pending_cr
+        )
+
+    @property
+    def partial_line(self) -> bool:
+        """True when bytes after the last line ending are held (a line still without its ending)."""
+        return bool(self._tail) or bool(self._head)
+
+    def strip_bom(self, chunk: bytes) -> bytes:
+        """Drop a UTF-8 BOM at the very start of the stream (even split across chunks); return the rest.
+
+        Until three bytes have arrived it may hold them back (and return ``b""``)."""
+        if self._bom_checked:
+            return chunk
+        chunk = self._head + chunk
+        if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+            self._head = chunk  # could still be the start of a BOM
+            return b""
+        self._head = b""
+        self._bom_checked = True
+        return chunk[len(_BOM) :] if chunk.startswith(_BOM) else chunk
+
+    def boundary_in(self, chunk: bytes) -> int:
+        """Where in ``chunk`` the event being built would end if the stream uses LF endings: the offset
+        just past its blank line, or -1. Feed ``chunk[:offset]`` and check ``at_boundary`` to be sure."""
+        if chunk[:1] == b"\n" and not self._tail and not self._pending_cr:
+            return 1  # the previous chunk ended a line: this LF is the blank line
+        end = chunk.find(b"\n\n")
+        return end + 2 if end >= 0 else -1
+
     def feed_raw(self, chunk: bytes) -> list[tuple[bytes, bytes, str | None] | SSEComment]:
         """Like ``feed``, but events come as (type, data, id) with bytes undecoded: the parser's fast path."""
         if not self._bom_checked:
-            chunk = self._head + chunk
-            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
-                self._head = chunk  # could still be the start of a BOM
-                return []
-            self._head = b""
-            self._bom_checked = True
-            if chunk.startswith(_BOM):
-                chunk = chunk[len(_BOM) :]
+            chunk = self.strip_bom(chunk)
         if self._pending_cr:
             self._pending_cr = False
             if chunk[:1] == b"\n":
@@ -139,19 +179,41 @@ class SSEDecoder:
         return self._lines(lines)
 
     def close(self) -> bool:
-        """End of stream. Returns True if an unterminated event (or line) was discarded."""
-        discarded = bool(self._tail) or bool(self._data) or bool(self._event_type)
+        """End of stream, the spec's way. Returns True if an unterminated event (or line) was discarded."""
+        discarded = bool(self._tail) or bool(self._data) or bool(self._event_type) or bool(self._head)
+        self._reset()
+        return discarded
+
+    def finish(self) -> tuple[list[tuple[bytes, bytes, str | None] | SSEComment], bool]:
+        """End of stream, read leniently: the unterminated last line is a line, and the event still being
+        built is dispatched as if its blank line had come. Returns (items, whether the spec would have
+        discarded anything)."""
+        lenient = bool(self._tail) or bool(self._data) or bool(self._event_type) or bool(self._head)
+        rest = b"".join([self._head, *self._tail])
+        self._head, self._bom_checked = b"", True
+        self._tail.clear()
+        self._tail_len = 0
+        out = self._lines([rest]) if rest else []
+        if self._data:
+            out += self._lines([b""])  # the missing blank line
+        self._reset()
+        return out, lenient
+
+    def _reset(self) -> None:
+        self._head = b""
         self._tail.clear()
         self._tail_len = 0
         self._data.clear()
         self._data_len = 0
         self._event_type = b""
-        return discarded
 
     def _lines(self, lines: list[bytes]) -> list[tuple[bytes, bytes, str | None] | SSEComment]:
         out: list[tuple[bytes, bytes, str | None] | SSEComment] = []
         data = self._data
+        limit = self.max_line_bytes
         for line in lines:
+            if len(line) > limit:  # the same bound as on an unterminated line, so chunking cannot matter
+                raise LimitExceededError(f"an SSE line exceeded {limit} bytes without a line ending")
             if not line:
                 # Blank line: dispatch. No data means no event, and the type is reset.
                 if data:

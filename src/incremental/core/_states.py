@@ -12,8 +12,27 @@ The message
 
 ``ping`` is allowed in every live state and changes nothing. An event type we do not know is kept
 verbatim as ``UnknownEvent`` (with a warning) in every live state: the API adds types without notice.
-Any pair not in ``MESSAGE_TRANSITIONS`` is a ``ProtocolError``. DONE and FAILED are final: the parser
-refuses more input (``ParserClosedError``) except ``ping``s and blank keep-alives after DONE.
+The anthropic SDK's own helper events (``SDK_HELPER_EVENTS``: ``text``, ``input_json``, ...), found in
+JSON Lines dumped from its ``messages.stream()``, repeat raw events the same file also holds: they are
+skipped without a word, in every state. Any pair not in ``MESSAGE_TRANSITIONS`` is a ``ProtocolError``;
+a pair mapped to ``None`` is ignored with a warning. FAILED is final: the parser refuses more input
+(``ParserClosedError``). After DONE every event, even one that is not JSON, is ignored with a warning:
+the message is whole and its tools may be running; nothing later can change that.
+
+Before ``message_start`` there is no message and no block, so an event can only be harmful if it claims
+block state we never saw. That is the line:
+
+    before message_start                                     what happens
+    -------------------------------------------------------  --------------------------------------------
+    content_block_start / _delta / _stop (names an index)    ProtocolError: the stream lost its beginning,
+                                                             and the block's content cannot be known
+    message_delta, message_stop (no index, no block)         ignored, with a warning
+    an object with no ``type`` (an unnamed ``message``)      UnknownEvent, with a warning (after
+                                                             message_start it is a MalformedEventError:
+                                                             it might have been a delta we cannot place)
+    an unknown type, ping, an SDK helper event               as in every state (above)
+    ``error``                                                UpstreamError, as in every state
+    data that is not a JSON object                           MalformedEventError, as in every live state
 
 A block
 -------
@@ -47,7 +66,10 @@ __all__ = [
     "DELTA_TARGETS",
     "INPUT_STREAMING_TYPES",
     "KNOWN_BLOCK_TYPES",
+    "MESSAGE_DELTA_FIELDS",
     "MESSAGE_TRANSITIONS",
+    "SDK_HELPER_EVENTS",
+    "START_FIELDS",
     "BlockStatus",
     "MessageState",
     "is_server_side",
@@ -71,9 +93,12 @@ class BlockStatus(StrEnum):
     UNKNOWN = "unknown"  # a block type this version does not know
 
 
-# (state, event type) -> next state. Everything else (but ping, error and unknown types) is an error.
-MESSAGE_TRANSITIONS: dict[tuple[MessageState, str], MessageState] = {
+# (state, event type) -> next state, or None: ignored with a warning. Any other pair of a known type
+# (but ping and error, allowed everywhere) is a ProtocolError. DONE ignores everything (see above).
+MESSAGE_TRANSITIONS: dict[tuple[MessageState, str], MessageState | None] = {
     (MessageState.AWAITING_START, "message_start"): MessageState.STREAMING,
+    (MessageState.AWAITING_START, "message_delta"): None,  # no block to cut, no message to end yet
+    (MessageState.AWAITING_START, "message_stop"): None,
     (MessageState.STREAMING, "content_block_start"): MessageState.STREAMING,
     (MessageState.STREAMING, "content_block_delta"): MessageState.STREAMING,
     (MessageState.STREAMING, "content_block_stop"): MessageState.STREAMING,
@@ -94,6 +119,10 @@ KNOWN_EVENT_TYPES = frozenset(
         "error",
     }
 )
+
+# Events the anthropic SDK's MessageStream adds on top of the raw ones (its JSON Lines dumps hold both):
+# feeding them would double every delta, so they are skipped, silently, in every state.
+SDK_HELPER_EVENTS = frozenset({"text", "input_json", "citation", "thinking", "signature", "compaction"})
 
 # Only these are ours to run.
 CLIENT_TOOL_TYPES = frozenset({"tool_use"})
@@ -123,6 +152,30 @@ DELTA_TARGETS: dict[str, frozenset[str]] = {
     "signature_delta": frozenset({"thinking"}),
     "input_json_delta": INPUT_STREAMING_TYPES,
 }
+
+
+# What the fields of a known block's content_block_start must be, when present: (field, allowed types,
+# required). A field of another type is a MalformedEventError: the block could not be assembled, or
+# answered, from it. Other fields, and blocks of other types, are kept verbatim unchecked.
+_TOOL_START: tuple[tuple[str, tuple[type, ...], bool], ...] = (
+    ("id", (str,), True),  # a tool_result must name it
+    ("name", (str,), True),
+    ("input", (dict,), False),
+)
+START_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...], bool], ...]] = {
+    "text": (("text", (str,), False), ("citations", (list, type(None)), False)),
+    "thinking": (("thinking", (str,), False), ("signature", (str,), False)),
+    "redacted_thinking": (("data", (str,), False),),
+    "tool_use": _TOOL_START,
+    "server_tool_use": _TOOL_START,
+    "mcp_tool_use": _TOOL_START,
+}
+
+# What the fields of message_delta's ``delta`` must be, when present.
+MESSAGE_DELTA_FIELDS: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("stop_reason", (str, type(None))),
+    ("stop_sequence", (str, type(None))),
+)
 
 
 def is_server_side(block_type: str) -> bool:
