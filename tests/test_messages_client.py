@@ -1,4 +1,5 @@
-"""The Messages API client against respx mocks: decoding, headers, retries, and typed errors."""
+"""The Messages API client against respx mocks: the body's bytes, headers, retries, typed errors, and a
+request encoding that every JSON the model sent can go back through."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from incremental.adapters._messages_client import (
     APIConnectionError,
     APIStatusError,
     MessagesClient,
+    encode_request,
     is_retryable_status,
 )
-from incremental.core import MalformedEventError
+from incremental.core import MalformedEventError, StreamFailed, StreamParser
 from incremental.exceptions import MissingCredentialsError
 
 BASE = "https://api.test"
@@ -87,26 +89,37 @@ def client(sleeps: Sleeps, **kwargs: Any) -> MessagesClient:
     return MessagesClient(**{"base_url": BASE, "api_key": "sk-test", "_sleep": sleeps, **kwargs})
 
 
-async def collect(c: MessagesClient) -> list[dict[str, Any]]:
+async def collect(c: MessagesClient) -> bytes:
     async with c, c.stream(REQUEST) as stream:
-        return [event async for event in stream]
+        chunks = [chunk async for chunk in stream]
+    assert all(type(chunk) is bytes and chunk for chunk in chunks)
+    return b"".join(chunks)
 
 
-async def test_200_yields_event_dicts_in_order_with_metadata(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+def parse(body: bytes) -> StreamParser:
+    parser = StreamParser()
+    parser.feed(body)
+    parser.end()
+    return parser
+
+
+async def test_200_yields_the_body_bytes_with_metadata(mock: respx.MockRouter, sleeps: Sleeps) -> None:
     route = mock.post("/v1/messages").mock(return_value=ok())
     before = time.monotonic()
     async with client(sleeps) as c, c.stream(REQUEST) as stream:
-        events = [event async for event in stream]
+        body = b"".join([chunk async for chunk in stream])
         assert stream.request_id == "req_ok"
         assert stream.attempts == 1
         assert before <= stream.first_byte_at <= time.monotonic()
-        assert stream.events_received == len(EVENTS)
-    assert events == EVENTS  # ping included: the parser skips it
+        assert stream.bytes_received == len(body)
+    assert body == sse(*EVENTS)  # exactly as sent: framing and JSON are the parser's
+    parser = parse(body)
+    assert parser.error is None and parser.message()["content"] == [{"type": "text", "text": "héllo"}]
     assert json.loads(route.calls.last.request.content) == {**REQUEST, "stream": True}
     assert sleeps.waits == []
 
 
-async def test_data_split_over_lines_comments_crlf_and_empty_events(
+async def test_bytes_pass_through_verbatim_and_the_parser_reads_them(
     mock: respx.MockRouter, sleeps: Sleeps
 ) -> None:
     body = (
@@ -116,10 +129,10 @@ async def test_data_split_over_lines_comments_crlf_and_empty_events(
         b'data: {"type": "message_stop"}\n\n'
     )
     mock.post("/v1/messages").mock(return_value=ok(body))
-    assert await collect(client(sleeps)) == [
-        {"type": "message_start", "message": {"id": "m"}},
-        {"type": "message_stop"},
-    ]
+    received = await collect(client(sleeps))
+    assert received == body
+    parser = parse(received)
+    assert parser.error is None and parser.message()["id"] == "m" and parser.clock == 0.1
 
 
 async def test_headers_with_key_and_betas(mock: respx.MockRouter, sleeps: Sleeps) -> None:
@@ -181,7 +194,7 @@ async def test_529_twice_then_200(mock: respx.MockRouter, sleeps: Sleeps) -> Non
     overloaded = api_error(529, "overloaded_error", "Overloaded")
     route = mock.post("/v1/messages").mock(side_effect=[overloaded, overloaded, ok()])
     async with client(sleeps, backoff_base=0.5, backoff_max=8.0) as c, c.stream(REQUEST) as stream:
-        assert [event async for event in stream] == EVENTS
+        assert b"".join([chunk async for chunk in stream]) == sse(*EVENTS)
         assert stream.attempts == 3
     assert route.call_count == 3
     assert len(sleeps.waits) == 2
@@ -209,7 +222,7 @@ async def test_429_retry_after_is_honoured(
 ) -> None:
     limited = api_error(429, "rate_limit_error", "slow down", **headers)
     mock.post("/v1/messages").mock(side_effect=[limited, ok()])
-    assert await collect(client(sleeps)) == EVENTS
+    assert await collect(client(sleeps)) == sse(*EVENTS)
     assert sleeps.waits == [pytest.approx(expected)]
 
 
@@ -295,24 +308,26 @@ async def test_stream_cut_mid_way_raises_from_iteration_without_retry(
     head = sse(*EVENTS[:3]) + b'event: content_block_delta\ndata: {"type": "content_bl'
     cut = httpx.Response(200, headers=SSE_HEADERS, stream=CutStream(head))
     route = mock.post("/v1/messages").mock(side_effect=[cut, ok()])
-    received: list[dict[str, Any]] = []
+    received: list[bytes] = []
     async with client(sleeps) as c, c.stream(REQUEST) as stream:
         with pytest.raises(APIConnectionError) as caught:
-            async for event in stream:
-                received.append(event)
-    assert received == EVENTS[:3]
+            async for chunk in stream:
+                received.append(chunk)
+    assert b"".join(received) == head
     assert route.call_count == 1 and sleeps.waits == []
     assert isinstance(caught.value.__cause__, httpx.ReadError)
-    assert "broke after 3 events: ReadError: connection reset by peer" in str(caught.value)
+    assert f"broke after {len(head)} bytes: ReadError: connection reset by peer" in str(caught.value)
 
 
 @pytest.mark.parametrize("data", [b"not json", b"[1, 2]", b'{"type": "message_start"'])
 async def test_data_that_is_not_a_json_object(mock: respx.MockRouter, sleeps: Sleeps, data: bytes) -> None:
     body = sse(EVENTS[0]) + b"event: content_block_start\ndata: " + data + b"\n\n" + sse(*EVENTS[1:])
     mock.post("/v1/messages").mock(return_value=ok(body))
-    with pytest.raises(MalformedEventError) as caught:
-        await collect(client(sleeps))
-    assert (caught.value.event, caught.value.event_number) == ("content_block_start", 1)
+    events = StreamParser().feed(await collect(client(sleeps)))  # the client passes it on; the parser says
+    assert isinstance(events[-1], StreamFailed)
+    error = events[-1].error
+    assert isinstance(error, MalformedEventError)
+    assert (error.event, error.event_number) == ("content_block_start", 1)
 
 
 async def test_errors_in_the_callers_block_are_not_retried(mock: respx.MockRouter, sleeps: Sleeps) -> None:
@@ -336,11 +351,45 @@ async def test_iterating_after_the_block_is_an_error(mock: respx.MockRouter, sle
 async def test_only_an_owned_http_client_is_closed(mock: respx.MockRouter, sleeps: Sleeps) -> None:
     mock.post("/v1/messages").mock(return_value=ok())
     async with httpx.AsyncClient() as http:
-        assert await collect(client(sleeps, http=http)) == EVENTS
+        assert await collect(client(sleeps, http=http)) == sse(*EVENTS)
         assert not http.is_closed
     owned = client(sleeps)
     await owned.aclose()
     assert owned._http.is_closed
+
+
+async def test_lone_surrogates_in_the_request_go_out_as_escapes(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    # Valid JSON from the model ("\ud83d" alone): Python decodes it to a lone surrogate, which UTF-8
+    # cannot encode. The request carries it back as the escape, and reads back as the same string.
+    text = json.loads('"cut emoji \\ud83d, and \\ude00 alone, then é"')
+    request = {**REQUEST, "messages": [{"role": "assistant", "content": [{"type": "text", "text": text}]}]}
+    route = mock.post("/v1/messages").mock(return_value=ok())
+    async with client(sleeps) as c, c.stream(request) as stream:
+        assert b"".join([chunk async for chunk in stream]) == sse(*EVENTS)
+    content = route.calls.last.request.content
+    assert content.isascii() and b"\\ud83d" in content
+    assert json.loads(content)["messages"][0]["content"][0]["text"] == text
+    assert route.calls.last.request.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+async def test_a_value_no_json_can_hold_is_refused_before_sending(
+    mock: respx.MockRouter, sleeps: Sleeps, value: float
+) -> None:
+    route = mock.post("/v1/messages").mock(return_value=ok())
+    with pytest.raises(ValueError, match="JSON compliant"):
+        async with client(sleeps) as c, c.stream({**REQUEST, "temperature": value}):
+            pass
+    assert route.call_count == 0
+
+
+def test_encode_request_is_compact_ascii_json() -> None:
+    body = {"a": "é\u2713", "b": [1, 2.5, None, True]}
+    encoded = encode_request(body)
+    assert encoded == b'{"a":"\\u00e9\\u2713","b":[1,2.5,null,true]}'
+    assert json.loads(encoded) == body
 
 
 def test_is_retryable_status() -> None:

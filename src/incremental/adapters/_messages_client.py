@@ -1,4 +1,19 @@
-"""An async client for the streaming Messages API: ``POST /v1/messages`` in, decoded event dicts out.
+"""An async client for the streaming Messages API: ``POST /v1/messages`` in, the response's bytes out.
+
+The stream yields the 200 body's byte chunks as they arrive, for ``StreamParser.feed``: SSE framing and
+JSON are the parser's, read once, in one place (the way an h11 user feeds ``receive_data``)::
+
+    parser = StreamParser()
+    async with client.stream(request) as stream:
+        async for chunk in stream:
+            for event in parser.feed(chunk):
+                ...
+    parser.end()
+
+The request body is encoded here, as ASCII JSON (``ensure_ascii``): whatever JSON the model sent back,
+a lone surrogate (``"\\ud83d"`` is valid JSON) included, goes out again as the escape it came in as;
+encoding it as UTF-8 would fail. Values no JSON can hold (NaN, infinities) raise ``ValueError``
+before anything is sent.
 
 Retry policy (``tenacity``): only getting the 200 is retried, never a stream that has started.
 
@@ -13,8 +28,8 @@ Retry policy (``tenacity``): only getting the 200 is retried, never a stream tha
   from the iteration: the turn fails rather than risk running its tools twice; the caller decides.
 
 Errors are ``APIStatusError`` (with the status, the API's ``error.type`` and message, ``request-id``,
-``retry-after``) or ``APIConnectionError``; both carry ``attempts``. A data line that is not a JSON
-object raises ``MalformedEventError`` from the iteration.
+``retry-after``) or ``APIConnectionError``; both carry ``attempts``. What the bytes mean (and whether
+they are well-formed) is the parser's to say.
 """
 
 from __future__ import annotations
@@ -25,14 +40,12 @@ import os
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from httpx_sse import EventSource
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from ..core import MalformedEventError
 from ..exceptions import APIConnectionError, APIError, APIStatusError, MissingCredentialsError
 
 if TYPE_CHECKING:
@@ -50,6 +63,7 @@ __all__ = [
     "MessageStream",
     "MessagesClient",
     "MissingCredentialsError",
+    "encode_request",
     "is_retryable_status",
 ]
 
@@ -113,57 +127,51 @@ def _should_retry(exc: BaseException) -> bool:
     return isinstance(exc, APIConnectionError) and isinstance(exc.__cause__, _RETRYABLE_TRANSPORT)
 
 
+def encode_request(body: Mapping[str, Any]) -> bytes:
+    """The request body as compact ASCII JSON: lone surrogates and all non-ASCII text go out as
+    ``\\uXXXX`` escapes, which every JSON reader takes; NaN and infinities raise ``ValueError``."""
+    return json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
 class MessageStream:
-    """An open 200 response: iterate the decoded event objects (dicts), in order, ``ping`` included.
+    """An open 200 response: iterate its body's byte chunks, in order, as they arrive.
 
     Iterate it once, inside the ``async with client.stream(...)`` block that produced it.
     """
 
     def __init__(
-        self, source: EventSource, *, request_id: str | None, attempts: int, first_byte_at: float
+        self, response: httpx.Response, *, request_id: str | None, attempts: int, first_byte_at: float
     ) -> None:
         self.request_id = request_id  # the `request-id` response header
         self.attempts = attempts  # HTTP attempts it took to get this 200
         self.first_byte_at = first_byte_at  # time.monotonic() when the 200 headers arrived
-        self.events_received = 0
+        self.bytes_received = 0
         self._closed = False
-        self._source = source
-        self._events = self._iterate(source)
+        self._response = response
+        self._chunks = self._iterate(response)
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
         if self._closed:
             raise RuntimeError("this MessageStream is closed: iterate it inside its `async with` block")
-        return self._events
+        return self._chunks
 
-    async def _iterate(self, source: EventSource) -> AsyncGenerator[dict[str, Any], None]:
+    async def _iterate(self, response: httpx.Response) -> AsyncGenerator[bytes, None]:
         try:
-            async with aclosing(source.aiter_sse()) as sse_events:
-                async for sse in sse_events:
-                    if not sse.data:
-                        continue  # per the SSE spec, an event without data is not dispatched
-                    try:
-                        obj = json.loads(sse.data)
-                    except ValueError:
-                        obj = None
-                    if not isinstance(obj, dict):
-                        raise MalformedEventError(
-                            f"expected a JSON object in the data of an SSE event, got {sse.data[:80]!r}",
-                            event=sse.event,
-                            event_number=self.events_received,
-                        )
-                    self.events_received += 1
-                    yield obj
+            async for chunk in response.aiter_bytes():  # closing the response closes this
+                if chunk:
+                    self.bytes_received += len(chunk)
+                    yield chunk
         except httpx.TransportError as exc:  # nothing is thrown in at `yield`: this is the connection
             raise APIConnectionError(
-                f"the 200 stream of {_ENDPOINT} broke after {_count(self.events_received, 'event')}: "
+                f"the 200 stream of {_ENDPOINT} broke after {_count(self.bytes_received, 'byte')}: "
                 f"{_describe(exc)} (not retried: a failed stream fails the turn)",
                 attempts=self.attempts,
             ) from exc
 
     async def _close(self) -> None:
         self._closed = True
-        await self._events.aclose()
-        await self._source.response.aclose()
+        await self._chunks.aclose()
+        await self._response.aclose()
 
 
 class MessagesClient:
@@ -238,15 +246,18 @@ class MessagesClient:
     def stream(
         self, request: Mapping[str, Any], *, betas: Sequence[str] = ()
     ) -> AbstractAsyncContextManager[MessageStream]:
-        """POST ``{**request, "stream": True}``; the block gets the open 200 stream, closed on exit."""
+        """POST ``{**request, "stream": True}``; the block gets the open 200 stream, closed on exit.
+
+        The body is encoded at once (``encode_request``): a value no JSON can hold raises ``ValueError``
+        here, before any attempt."""
         headers = self._headers
         all_betas = [*self._betas, *(b for b in betas if b not in self._betas)]
         if all_betas:
             headers = {**headers, "anthropic-beta": ",".join(all_betas)}
-        return self._stream({**request, "stream": True}, headers)
+        return self._stream(encode_request({**request, "stream": True}), headers)
 
     @asynccontextmanager
-    async def _stream(self, body: dict[str, Any], headers: dict[str, str]) -> AsyncIterator[MessageStream]:
+    async def _stream(self, body: bytes, headers: dict[str, str]) -> AsyncIterator[MessageStream]:
         if not self._credentials:
             raise MissingCredentialsError(self._url)
         retrying = AsyncRetrying(
@@ -264,9 +275,9 @@ class MessagesClient:
         finally:
             await stream._close()
 
-    async def _attempt(self, body: dict[str, Any], headers: dict[str, str], attempt: int) -> MessageStream:
+    async def _attempt(self, body: bytes, headers: dict[str, str], attempt: int) -> MessageStream:
         request = self._http.build_request(
-            "POST", self._url, json=body, headers=headers, timeout=self._timeout
+            "POST", self._url, content=body, headers=headers, timeout=self._timeout
         )
         exchange = self._recorder.begin_request(request) if self._recorder is not None else None
         try:
@@ -289,7 +300,7 @@ class MessagesClient:
             finally:
                 await response.aclose()
         return MessageStream(
-            EventSource(response),
+            response,
             request_id=response.headers.get("request-id"),
             attempts=attempt,
             first_byte_at=first_byte_at,
