@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ def reject_constant(name: str) -> Any:
 def finite_float(text: str) -> float:
     """``parse_float`` for strict JSON: ``1e400`` is valid JSON, but as infinity no encoder takes it back."""
     value = float(text)
-    if not math.isfinite(value):
+    if value - value != 0.0:  # inf - inf and nan - nan are nan: only finite numbers give 0
         raise ValueError(f"the number {text[:40]} is out of range")
     return value
 
@@ -101,6 +100,14 @@ class Block:
         if self.status is BlockStatus.INVALID:
             # The documented way to hand invalid JSON back to the model: wrapped in an object.
             return {"INVALID_JSON": self.scanner.text()}
-        # Still streaming or cut off: what arrived, as the SDK's partial parse shows it.
+        # Still streaming or cut off: what arrived, as the SDK's partial parse shows it. A preview may
+        # hold what strict JSON refuses (1e999 as infinity, a 5000-digit integer): this message may be
+        # sent back, so such a preview is left out.
         preview = self.scanner.preview(trailing_strings=False)
-        return preview if isinstance(preview, dict) else {}
+        if not isinstance(preview, dict):
+            return {}
+        try:
+            json.dumps(preview, allow_nan=False)
+        except ValueError:
+            return {}
+        return preview
