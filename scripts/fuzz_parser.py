@@ -94,7 +94,7 @@ def _tool_mutation(rng: random.Random, frames: list[bytes]) -> None:
         try:
             ids = [json.loads(frames[i].rpartition(b"data: ")[2])["content_block"]["id"] for i in (a, b)]
             frames[b] = frames[b].replace(str(ids[1]).encode(), str(ids[0]).encode())
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             pass  # an earlier mutation broke one of them
     elif deltas:  # a tool input nested past the limit
         i = rng.choice(deltas)

@@ -458,3 +458,21 @@ def test_random_text_never_raises(text: str, data: st.DataObject) -> None:
 
 def test_split_helper() -> None:  # guards the helper the property tests rely on
     assert split("abcdef", [3, 1, 3, 0, 6]) == ["", "a", "bc", "def", ""]
+
+
+@pytest.mark.parametrize("prefix", [0, 100, 70_000])
+def test_a_large_member_over_many_fragments_is_decoded_in_place_with_the_same_results(prefix: int) -> None:
+    # Past 64 KB over several chunks a member's chunks are joined into one and decoded there; a member
+    # that starts far into its first chunk is copied out instead. Either way: the same fields, text,
+    # preview and value as one whole feed.
+    content = ('line "quoted" \\ naïve ✓\n' * 6000)[:150_000]
+    doc = {"pad": "p" * prefix, "content": content, "tail": [1, {"x": 2.5}], "n": 7}
+    text = json.dumps(doc, ensure_ascii=False)
+    whole, whole_fields = run([text])
+    cut = text.index('"content"')
+    pieces = [text[:cut], *[text[i : i + 997] for i in range(cut, len(text), 997)]]
+    s, fields = run(pieces)
+    assert fields == whole_fields == list(doc.items())
+    assert s.value() == doc and whole.value() == doc
+    assert s.text() == text and s.preview() == doc
+    assert s._work <= 4 * len(text) + 10 * len(pieces)  # still linear

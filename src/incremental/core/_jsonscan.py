@@ -51,6 +51,7 @@ about 200 levels and integers longer than 4300 digits, which the scanner accepts
 from __future__ import annotations
 
 import json
+import json.decoder
 import re
 from typing import Final
 
@@ -98,6 +99,19 @@ def _loads(raw: str) -> object:
         return json.loads(raw, parse_int=_big_int)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf and nan - nan are nan: only finite numbers give 0
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+_STRICT = json.JSONDecoder(parse_float=_finite)  # the syntax is validated already; this adds the range
+_scanstring: Final = json.decoder.scanstring  # type: ignore[attr-defined]
+_COMPACT_MIN: Final = 64 * 1024  # a value at least this long, over several chunks, is decoded in place
+_COMPACT_PREFIX: Final = 64 * 1024  # ... if at most this much of its first chunk comes before it
+
+
 class JsonScanner:
     """Scans a JSON text fed in fragments, once, left to right (no re-scanning)."""
 
@@ -122,7 +136,12 @@ class JsonScanner:
         self._key = ""  # the current top-level key, decoded
         self._vchunk = 0  # where the current top-level key or value began: chunk index ...
         self._voff = 0  # ... and offset inside that chunk
+        self._ci = 0  # the chunk that holds the fragment being scanned ...
+        self._shift = 0  # ... and where in it the fragment starts (not 0 once a member was compacted)
         self._pending: tuple[str, object] | None = None
+        # The top-level object as its members complete (None once it cannot be had strictly: the text
+        # is not an object, or a member holds what strict JSON refuses, such as 1e400 or a huge int).
+        self._object: dict[str, object] | None = {}
         self._work = 0  # loop steps + characters joined for decoding; lets tests check linearity
 
     # -- public API -------------------------------------------------------------------------------
@@ -145,6 +164,14 @@ class JsonScanner:
         It stays True if garbage follows the value (that sets ``error`` as well).
         """
         return self._complete
+
+    def value(self) -> dict[str, object] | None:
+        """The whole text's value when it is a complete JSON object whose members all decoded strictly
+        (as ``json.loads`` with NaN and out-of-range floats refused would give it), else None. Its
+        members are the values ``feed`` reported (shared, not copied): no second parse of the text."""
+        if self._error is not None or not self._complete:
+            return None
+        return self._object
 
     def text(self) -> str:
         """The whole text fed so far. The fragments are joined and replaced by the joined text."""
@@ -173,7 +200,8 @@ class JsonScanner:
         if self._error is not None:
             return []
         out: list[tuple[str, object]] = []
-        self._scan(fragment, base, len(self._chunks) - 1, out)
+        self._ci, self._shift = len(self._chunks) - 1, 0
+        self._scan(fragment, base, self._ci, out)
         return out
 
     def preview(self, *, trailing_strings: bool = True) -> object:
@@ -212,15 +240,40 @@ class JsonScanner:
         self._error = f"expected {expected}, got {got!r} at offset {offset}"
         self._error_at = offset
 
-    def _raw(self, ci: int, frag: str, end: int) -> str:
-        """Raw text of the current top-level key/value, from its start up to ``frag[:end]``. Only one
-        top-level token can span a chunk boundary at a time, so each chunk is joined at most once."""
-        sc, so = self._vchunk, self._voff
+    def _raw(self, end: int) -> str:
+        """Raw text of the current top-level key/value, from its start up to ``end`` in the fragment
+        being scanned. Only one top-level token can span a chunk boundary at a time, so each chunk is
+        joined at most once."""
+        ci, sc, so = self._ci, self._vchunk, self._voff
+        stop = self._shift + end
         if sc == ci:
-            return frag[so:end]
-        raw = "".join([self._chunks[sc][so:], *self._chunks[sc + 1 : ci], frag[:end]])  # ci: frag's index
+            return self._chunks[ci][so:stop]
+        raw = "".join([self._chunks[sc][so:], *self._chunks[sc + 1 : ci], self._chunks[ci][:stop]])
         self._work += len(raw)
         return raw
+
+    def _span(self, end: int) -> tuple[str, int, int]:
+        """The current top-level value as (text, start, stop): ``text[start:stop]``, to decode in place.
+
+        A large value spread over many chunks is not copied out: its chunks are joined into one that
+        replaces them, so the text is held once while its value is decoded. Only when the value starts
+        near the beginning of its first chunk (the part before it is copied off), so the work stays
+        linear."""
+        chunks, ci, sc, so = self._chunks, self._ci, self._vchunk, self._voff
+        stop = self._shift + end
+        if sc == ci:
+            return chunks[ci], so, stop
+        if so > _COMPACT_PREFIX or stop + sum(len(c) for c in chunks[sc + 1 : ci]) < _COMPACT_MIN:
+            raw = self._raw(end)
+            return raw, 0, len(raw)
+        last = chunks[ci]
+        joined = "".join([chunks[sc][so:], *chunks[sc + 1 : ci + 1]])
+        self._work += len(joined)
+        chunks[sc:] = [chunks[sc][:so], joined] if so else [joined]
+        self._ci = len(chunks) - 1
+        self._shift += len(joined) - len(last)  # the fragment is the end of the joined chunk
+        self._vchunk, self._voff = self._ci, 0
+        return joined, 0, self._shift + end
 
     def _scan(self, frag: str, base: int, ci: int, out: list[tuple[str, object]]) -> None:
         n = len(frag)
@@ -240,12 +293,16 @@ class JsonScanner:
                     field = len(stack) == 1 and stack[0] == "{"
                     if self._is_key:
                         if field:
-                            self._key = json.loads(self._raw(ci, frag, pos))
+                            self._key = json.loads(self._raw(pos))
                         state = _COLON
                     else:
                         self._commit = base + pos
                         if field:  # a string member completes at its closing quote
-                            out.append((self._key, json.loads(self._raw(ci, frag, pos))))
+                            text, start, _ = self._span(pos)
+                            member = (self._key, _scanstring(text, start + 1)[0])
+                            out.append(member)
+                            if self._object is not None:
+                                self._object[member[0]] = member[1]
                         if not stack:
                             self._complete = True
                         state = _AFTER if stack else _DONE
@@ -314,7 +371,9 @@ class JsonScanner:
                     state = self._close(ci, frag, base, pos, out)
                     continue
                 if len(stack) == 1 and stack[0] == "{":  # a top-level member's value starts here
-                    self._vchunk, self._voff = ci, pos
+                    self._vchunk, self._voff = self._ci, self._shift + pos
+                elif not stack and c != "{":
+                    self._object = None  # the text is not an object
                 if c == '"':
                     self._is_key = False
                     self._str_start = base + pos
@@ -390,7 +449,7 @@ class JsonScanner:
                 c = frag[pos]
                 if c == '"':
                     if len(stack) == 1:  # a top-level key: remember where it began to decode it
-                        self._vchunk, self._voff = ci, pos
+                        self._vchunk, self._voff = self._ci, self._shift + pos
                     self._is_key = True
                     state = _STRING
                     pos += 1
@@ -427,7 +486,7 @@ class JsonScanner:
             self._complete = True
             return _DONE
         if len(self._stack) == 1 and self._stack[0] == "{":  # a container member completes here
-            out.append((self._key, _loads(self._raw(ci, frag, pos))))
+            out.append(self._member(*self._span(pos)))
         return _AFTER
 
     def _end_scalar(self, ci: int, frag: str, base: int, pos: int, literal: bool) -> int:
@@ -438,6 +497,22 @@ class JsonScanner:
             self._complete = True
             return _DONE
         if len(stack) == 1 and stack[0] == "{":
-            value = self._lit_value if literal else _loads(self._raw(ci, frag, pos))
-            self._pending = (self._key, value)
+            if literal:
+                self._pending = (self._key, self._lit_value)
+                if self._object is not None:
+                    self._object[self._key] = self._lit_value
+            else:
+                self._pending = self._member(*self._span(pos))
         return _AFTER
+
+    def _member(self, text: str, start: int, stop: int) -> tuple[str, object]:
+        """A top-level member's value (``text[start:stop]``), decoded in place, strictly if it can be
+        (and then kept for ``value()``)."""
+        try:
+            value = _STRICT.raw_decode(text, start)[0]
+        except ValueError:  # 1e400, or an integer past the int-digit limit: reported, but not strict
+            self._object = None
+            return self._key, _loads(text[start:stop])
+        if self._object is not None:
+            self._object[self._key] = value
+        return self._key, value

@@ -1046,7 +1046,9 @@ class StreamParser:
             return
         scanner = block.scanner
         if scanner is not None and scanner.size and scanner.error is None and not block.dropped:
-            block.input, _ = strict_object(scanner.text())
+            block.input = scanner.value()
+            if block.input is None:
+                block.input, _ = strict_object(scanner.text())
         if is_server_side(block.type):
             block.status = BlockStatus.SERVER_SIDE
         elif is_known_block(block.type):
@@ -1066,7 +1068,12 @@ class StreamParser:
             # Never handed to json.loads: the scanner found the fault (or a nesting past the limit).
             value, why = None, f"input is not valid JSON: {scanner.error}"
         elif scanner.size:
-            value, why = strict_object(scanner.text())
+            # The scanner decoded every member as it completed: when that was strict, those values
+            # are the input (no second parse, no second copy); else one strict json.loads decides.
+            value = scanner.value()
+            why = None
+            if value is None:
+                value, why = strict_object(scanner.text())
         else:
             start_input = block.start.get("input")
             value, why = (start_input if start_input is not None else {}), None
