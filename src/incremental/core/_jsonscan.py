@@ -68,8 +68,9 @@ _N_DIGIT_RUNS: Final = frozenset({_N_INT, _N_FRAC, _N_EXP})
 
 _WS: Final = re.compile(r"[ \t\n\r]*")
 _DIGITS: Final = re.compile(r"[0-9]*")
-# Plain characters in runs, or whole escapes; possessive, so it never backtracks.
-_STR_RUN: Final = re.compile(r'(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+')
+# Plain characters in runs, and whole escapes each followed by a run (the "unrolled" form: one
+# alternation per escape, not per run); possessive, so it never backtracks.
+_STR_RUN: Final = re.compile(r'[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+')
 # The longest valid beginning of an escape (used only where _STR_RUN stopped at a backslash).
 _ESC_PREFIX: Final = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{0,4})?')
 _HIGH_SURROGATE: Final = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}")
