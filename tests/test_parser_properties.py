@@ -61,6 +61,7 @@ def joined(events: list[Event]) -> list[dict[str, Any]]:
     close_stretch()
     return out
 
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
