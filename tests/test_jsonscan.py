@@ -476,3 +476,12 @@ def test_a_large_member_over_many_fragments_is_decoded_in_place_with_the_same_re
     assert s.value() == doc and whole.value() == doc
     assert s.text() == text and s.preview() == doc
     assert s._work <= 4 * len(text) + 10 * len(pieces)  # still linear
+
+
+def test_many_small_fragments_are_joined_as_they_come_and_nothing_changes() -> None:
+    doc = {"a": "x" * 3000, "b": [{"c": i} for i in range(300)], "d": "é✓" * 500, "e": 12}
+    text = json.dumps(doc, ensure_ascii=False)
+    s, fields = run(text[i : i + 3] for i in range(0, len(text), 3))  # thousands of fragments
+    assert len(s._chunks) < 300  # joined every 256 fragments, not kept apart
+    assert fields == list(doc.items()) and s.value() == doc and s.text() == text
+    assert s._work <= 4 * len(text) + 20 * (len(text) // 3)

@@ -111,6 +111,7 @@ _STRICT = json.JSONDecoder(parse_float=_finite)  # the syntax is validated alrea
 _scanstring: Final = json.decoder.scanstring  # type: ignore[attr-defined]
 _COMPACT_MIN: Final = 64 * 1024  # a value at least this long, over several chunks, is decoded in place
 _COMPACT_PREFIX: Final = 64 * 1024  # ... if at most this much of its first chunk comes before it
+_LOOSE_MAX: Final = 256  # fragments kept apart before they are joined into one chunk
 
 
 class JsonScanner:
@@ -137,6 +138,7 @@ class JsonScanner:
         self._key = ""  # the current top-level key, decoded
         self._vchunk = 0  # where the current top-level key or value began: chunk index ...
         self._voff = 0  # ... and offset inside that chunk
+        self._loose = 0  # chunks from here on are fragments as fed, not joined yet
         self._ci = 0  # the chunk that holds the fragment being scanned ...
         self._shift = 0  # ... and where in it the fragment starts (not 0 once a member was compacted)
         self._pending: tuple[str, object] | None = None
@@ -176,18 +178,20 @@ class JsonScanner:
 
     def text(self) -> str:
         """The whole text fed so far. The fragments are joined and replaced by the joined text."""
-        chunks = self._chunks
-        if len(chunks) == 1:
-            return chunks[0]
-        if not chunks:
+        if not self._chunks:
             return ""
-        if self._vchunk:
-            # The current top-level token began in chunk _vchunk: it now begins in the one chunk left.
-            self._voff += sum(len(c) for c in chunks[: self._vchunk])
-            self._vchunk = 0
-        joined = "".join(chunks)
-        self._chunks = [joined]
-        return joined
+        self._join_from(0)
+        return self._chunks[0]
+
+    def _join_from(self, start: int) -> None:
+        """Join ``chunks[start:]`` into one chunk (between scans), the current token's start kept right."""
+        chunks = self._chunks
+        if len(chunks) - start > 1:
+            if self._vchunk > start:  # the current top-level token began in a chunk joined here
+                self._voff += sum(len(c) for c in chunks[start : self._vchunk])
+                self._vchunk = start
+            chunks[start:] = ["".join(chunks[start:])]
+        self._loose = len(chunks)
 
     def feed(self, fragment: str) -> list[tuple[str, object]]:
         """Scan one fragment. Returns the top-level object fields whose value completed inside this
@@ -195,6 +199,10 @@ class JsonScanner:
         it records it (see `error`) and from then on only buffers (returns [])."""
         if not fragment:
             return []
+        if len(self._chunks) - self._loose >= _LOOSE_MAX:
+            # Many small fragments become one chunk now, while their memory can still serve the next
+            # ones: the text is then held in few large pieces, not in a heap of small freed ones.
+            self._join_from(self._loose)
         self._chunks.append(fragment)
         base = self._size
         self._size += len(fragment)
@@ -272,6 +280,7 @@ class JsonScanner:
         self._work += len(joined)
         chunks[sc:] = [chunks[sc][:so], joined] if so else [joined]
         self._ci = len(chunks) - 1
+        self._loose = len(chunks)  # the joined chunk is not joined again
         self._shift += len(joined) - len(last)  # the fragment is the end of the joined chunk
         self._vchunk, self._voff = self._ci, 0
         return joined, 0, self._shift + end
