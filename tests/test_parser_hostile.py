@@ -437,3 +437,14 @@ def test_ready_tools_before_a_fault_are_kept_in_the_same_chunk() -> None:
     events = StreamParser().feed(stream(*objs))
     assert [e.call.id for e in events if isinstance(e, ToolReady)] == ["toolu_a"]
     assert isinstance(failed_with(events), ProtocolError)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_event_objects_with_numbers_no_encoder_takes_back_are_malformed(value: float) -> None:
+    # What a lenient decoder (the SDK's, a user's json.loads) makes of NaN or 1e999 in the data.
+    parser = StreamParser()
+    parser.feed_event(message_start())
+    parser.feed_event({"type": "content_block_start", "index": 0, "content_block": {"type": "text"}})
+    events = parser.feed_event({"type": "surprise", "x": [1, {"y": value}]})
+    err = failed_with(events)
+    assert isinstance(err, MalformedEventError) and "NaN or infinite" in str(err)

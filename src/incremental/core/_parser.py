@@ -171,18 +171,22 @@ def _too_deep(text: str, limit: int) -> bool:
     return False
 
 
-def _object_too_deep(obj: object, limit: int) -> bool:
-    """The same for an already-decoded event object, walked with a stack (a cycle counts as too deep)."""
+def _object_fault(obj: object, limit: int) -> str | None:
+    """What strict JSON would refuse in an already-decoded event object, found with a stack, not by
+    recursing: nesting deeper than ``limit`` (a cycle counts as too deep), or a NaN or infinite float
+    (lenient decoders make them of ``NaN`` and ``1e999``; no encoder takes them back). None if fine."""
     stack: list[tuple[object, int]] = [(obj, 1)]
     while stack:
         value, depth = stack.pop()
         if depth > limit:
-            return True
+            return f"nested at most {limit} levels, got deeper"
         children = value.values() if isinstance(value, dict) else value
         for child in children:  # type: ignore[attr-defined]
             if isinstance(child, dict | list | tuple):
                 stack.append((child, depth + 1))
-    return False
+            elif type(child) is float and child - child != 0.0:
+                return f"without NaN or infinite numbers, got {child}"
+    return None
 
 
 def _size(value: object) -> int:
@@ -606,12 +610,10 @@ class StreamParser:
                     state=self.state,
                     event_number=self.event_count,
                 ) from None
-        if isinstance(obj, dict) and _object_too_deep(obj, self._max_depth):
-            raise LimitExceededError(
-                f"expected an event object nested at most {self._max_depth} levels, got deeper",
-                state=self.state,
-                event_number=self.event_count,
-            )
+        fault = _object_fault(obj, self._max_depth) if isinstance(obj, dict) else None
+        if fault is not None:
+            error = LimitExceededError if fault.startswith("nested") else MalformedEventError
+            raise error(f"expected an event object {fault}", state=self.state, event_number=self.event_count)
         return obj
 
     def _on_comment(self, text: str) -> None:
