@@ -37,6 +37,8 @@ def strict_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
         value = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
     except ValueError as exc:  # JSONDecodeError is a ValueError; so are NaN, 1e400 and huge integers
         return None, f"input is not valid JSON: {exc}"
+    except RecursionError:  # not reached when the scanner checked the nesting first; kept as a guard
+        return None, "input is not valid JSON: nested too deep to read"
     if not isinstance(value, dict):
         return None, f"input must be a JSON object, got {type(value).__name__}"
     return value, None

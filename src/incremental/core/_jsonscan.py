@@ -126,6 +126,7 @@ class JsonScanner:
         self._commit = 0
         self._complete = False
         self._error: str | None = None
+        self._too_deep = False
         self._error_at = 0
         self._is_key = False
         self._str_start = 0  # offset of the opening quote of the current string
@@ -158,6 +159,11 @@ class JsonScanner:
     def error(self) -> str | None:
         """None, or ``'expected X, got Y at offset N'`` for the first syntax error."""
         return self._error
+
+    @property
+    def too_deep(self) -> bool:
+        """True when the error is nesting past ``max_depth`` (the text before it nests no deeper)."""
+        return self._too_deep
 
     @property
     def complete(self) -> bool:
@@ -390,6 +396,7 @@ class JsonScanner:
                     state = _STRING
                 elif c == "{" or c == "[":
                     if len(stack) >= self.max_depth:
+                        self._too_deep = True
                         self._error = f"nesting deeper than {self.max_depth} levels at offset {base + pos}"
                         self._error_at = base + pos
                         break

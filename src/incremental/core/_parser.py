@@ -1066,9 +1066,13 @@ class StreamParser:
         value: dict[str, Any] | None
         if block.dropped:
             value, why = None, block.reason
-        elif scanner.error is not None:
-            # Never handed to json.loads: the scanner found the fault (or a nesting past the limit).
+        elif scanner.too_deep:
+            # Never handed to json.loads, which recurses: the scanner stopped at the limit.
             value, why = None, f"input is not valid JSON: {scanner.error}"
+        elif scanner.error is not None:
+            # A syntax error: json.loads stops at it too, so what it reads nests no deeper than the
+            # limit; its message is the one callers know.
+            value, why = strict_object(scanner.text())
         elif scanner.size:
             # The scanner decoded every member as it completed: when that was strict, those values
             # are the input (no second parse, no second copy); else one strict json.loads decides.
