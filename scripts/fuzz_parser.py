@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/fuzz_parser.py [--cases 100000] [--seconds 1200] [--seed 0] [--save DIR]
 
-Each case takes a fixture (``fixtures/*.sse`` and ``*.jsonl`` up to ``--max-bytes``), applies 1 to 4
+Each case takes a recorded stream (``fixtures/*.sse`` and ``*.jsonl`` up to ``--max-bytes``, and the
+app-builder recordings the package ships), applies 1 to 4
 mutations and feeds the result in random chunks (one case in ten as decoded event objects through
 ``feed_event``), then ``end()``. Mutations work on bytes (flip, insert, delete, duplicate a range), on
 events (drop, repeat, swap), on an event's JSON (a node replaced by a hostile value: the wrong type,
@@ -29,6 +30,7 @@ from typing import Any
 
 from incremental import IncrementalError, StreamParser
 from incremental.adapters._messages_client import encode_request
+from incremental.examples.app_builder import RECORDINGS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -196,8 +198,10 @@ def main() -> int:
     ap.add_argument("--save", type=Path, help="write each failing input here")
     args = ap.parse_args()
 
+    found = [*FIXTURES.iterdir(), *RECORDINGS]
     fixtures = sorted(
-        p for p in FIXTURES.iterdir() if p.suffix in (".sse", ".jsonl") and p.stat().st_size <= args.max_bytes
+        (p for p in found if p.suffix in (".sse", ".jsonl") and p.stat().st_size <= args.max_bytes),
+        key=lambda p: p.name,
     )
     sources = [p.read_bytes() for p in fixtures]
     rng = random.Random(args.seed)

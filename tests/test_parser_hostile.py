@@ -41,7 +41,7 @@ from ._streams import (
     tool_start,
     tool_turn,
 )
-from ._support import FIXTURES, WELL_FORMED, run_parser
+from ._support import WELL_FORMED, fixture, run_parser
 from .test_parser_properties import joined
 
 
@@ -141,7 +141,7 @@ def test_sdk_helper_events_in_json_lines_are_skipped_silently() -> None:
     import anthropic
     import httpx2
 
-    data = (FIXTURES / "thinking_parallel_tools.sse").read_bytes()
+    data = fixture("thinking_parallel_tools.sse").read_bytes()
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=data)
@@ -419,7 +419,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_mutated_fixtures_raise_only_our_errors(name: str, seed: int) -> None:
     rng = random.Random(seed)
-    data = _mutate(rng, (FIXTURES / name).read_bytes())
+    data = _mutate(rng, fixture(name).read_bytes())
     size = rng.choice([1, 7, 100, 4096, 1 << 20])
     _feed_everything([data[i : i + size] for i in range(0, len(data), size)])
 
