@@ -39,12 +39,14 @@ sees the JSON, and numbers no encoder takes back (NaN, 1e400) are refused where 
 How bytes are read. The SSE rules are ``_sse.SSEDecoder``'s; this module adds two shortcuts that give
 exactly what the decoder would, and takes them only between events (``SSEDecoder.at_boundary``):
 
-    _RUN    a run of whole ``content_block_delta`` frames, as the API writes them (compact JSON, fixed
-            key order), for one block and one delta type. Their strings are joined as they are (the
-            JSON escapes included: an escape never spans two strings) and decoded once, so a run costs
-            a few C calls whatever its length. The regex accepts only valid JSON strings; a run that
-            is not plain (escaped surrogates, which decode differently joined than apart; invalid
-            UTF-8; a limit it would cross) is read frame by frame instead.
+    runs    whole ``content_block_delta`` frames, as the API writes them (compact JSON, fixed key
+            order), for one block and one delta type (``_RUN_HEAD`` is their start, up to the opening
+            quote of the string). Split on what lies between two strings, the run gives the strings
+            themselves, still escaped (an escape never spans two strings); they are joined and decoded
+            once, so a run costs a few C calls whatever its length. ``_take_run`` lists the checks that
+            make this exactly what decoding each frame would give; a run that fails one (a frame that
+            is not one valid string, escaped surrogates, which decode differently joined than apart,
+            invalid UTF-8, a limit it would cross) is read frame by frame instead.
     _FRAME  one whole ``event: X`` + ``data: Y`` frame: decoded directly, without the line decoder.
 
 Everything else (comments, ``id:``, CR line endings, a frame cut by the chunk's end) goes through the
