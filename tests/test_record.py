@@ -602,8 +602,8 @@ async def test_the_model_client_records_every_attempt_with_record_to(tmp_path: P
         request = {"model": MODEL, "max_tokens": 8192, "messages": [USER]}
         parser = StreamParser()
         async with client.stream(request) as stream:
-            async for event in stream:
-                parser.feed_event(event)
+            async for chunk in stream:
+                parser.feed(chunk)
         parser.end()
         assert stream.attempts == 2 and parser.error is None
         content = parser.message()["content"]

@@ -129,7 +129,7 @@ def inspect_bytes(data: bytes, *, file: str = "-", chunk_size: int = 65536) -> S
         if parser.error is not None:
             break
     parser.end()
-    if parser.event_count == 0 and _no_events(parser, data):
+    if (parser.event_count == 0 or _one_document(parser, data)) and _no_events(parser, data):
         return _failed(
             file,
             "not_a_stream",
@@ -199,6 +199,17 @@ def inspect_bytes(data: bytes, *, file: str = "-", chunk_size: int = 65536) -> S
         error_kind="stream" if parser.error is not None else None,
         timed=parser.clock is not None,
     )
+
+
+def _one_document(parser: StreamParser, data: bytes) -> bool:
+    """No message started, and the bytes are one JSON document (read as a JSON Lines line, it is one
+    unknown event): a saved response or record, not a stream."""
+    if parser.message():
+        return False
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
 
 
 def _no_events(parser: StreamParser, data: bytes) -> bool:
