@@ -53,6 +53,7 @@ __all__ = [
     "ContinuationPausedEvent",
     "ContinuedEvent",
     "JobFailedEvent",
+    "JobHandedOverEvent",
     "MessageStoppedEvent",
     "RequestSentEvent",
     "RunCompletedEvent",
@@ -221,6 +222,17 @@ class JobFailedEvent(_Turn):
     error: str = Field(description="The exception, as 'Type: message'.")
 
 
+class JobHandedOverEvent(_Turn):
+    """A job stopped on a worker that is shutting down, before it could finish: it goes back to the queue
+    for another worker, without counting as a try (a stream that had dispatched nothing is requested
+    again; a tool call runs again, and a call that is not idempotent is reported, not repeated)."""
+
+    kind: Literal["job_handed_over"] = "job_handed_over"
+    job_id: str = Field(description="The job's arq id.")
+    tool_use_id: str | None = Field(default=None, description="The tool call, for a tool job.")
+    reason: str = Field(description="Why, for people.")
+
+
 # ---------------------------------------------------------------------------------------------- the stream
 
 
@@ -242,11 +254,12 @@ class StreamOpenedEvent(_Turn):
 
 
 class StreamRetryEvent(_Turn):
-    """The stream failed as overloaded before any tool was dispatched: the request is sent again."""
+    """Before any tool was dispatched, the stream failed as overloaded, went quiet, gave no headers in
+    time, or its worker stopped: the request is sent again (its earlier text and refusals are void)."""
 
     kind: Literal["stream_retry"] = "stream_retry"
     reason: str = Field(description="The error, for people.")
-    attempt: int = Field(description="The attempt that failed.")
+    attempt: int = Field(description="The attempt that failed (0: the job that started it is gone).")
 
 
 class StreamErrorInfo(BaseModel):
@@ -486,6 +499,7 @@ RunEvent = Annotated[
     | RunResumedEvent
     | CancelRequestedEvent
     | JobFailedEvent
+    | JobHandedOverEvent
     | RequestSentEvent
     | StreamOpenedEvent
     | StreamRetryEvent
@@ -524,6 +538,7 @@ EVENT_KINDS: Final = frozenset(
         "continuation_paused",
         "continued",
         "job_failed",
+        "job_handed_over",
         "message_stopped",
         "request_sent",
         "run_completed",

@@ -13,6 +13,7 @@
     ├── APIError                        a request to the Messages API failed (``attempts`` made)
     │   ├── APIStatusError              it answered with an error status (``status_code``, ``error_type``)
     │   ├── APIConnectionError          no answer, or the 200 stream broke mid-way
+    │   │   └── StreamTimeoutError      no headers, or a stream gone quiet or past its deadline (``kind``)
     │   └── MissingCredentialsError     the built-in client has no API key
     ├── RequestError                    a run's request is malformed (raised before anything is stored)
     ├── UnknownToolsetError             a run names a tool set the worker does not have
@@ -56,6 +57,7 @@ __all__ = [
     "RetryableToolError",
     "RunNotFoundError",
     "StreamError",
+    "StreamTimeoutError",
     "ToolError",
     "UnknownEventKindError",
     "UnknownToolsetError",
@@ -112,6 +114,19 @@ class APIConnectionError(APIError):
     def __init__(self, message: str, *, attempts: int = 1) -> None:
         self.attempts = attempts
         super().__init__(message)
+
+
+class StreamTimeoutError(APIConnectionError):
+    """A wait for the model ran past its limit: ``kind`` is ``"headers"`` (no response headers in time),
+    ``"idle"`` (no event, ping included, for ``seconds``) or ``"total"`` (the turn's stream deadline).
+
+    A turn whose stream timed out before any tool was dispatched is sent again; otherwise it fails with
+    this error (``RunResult.error.type == "StreamTimeoutError"``)."""
+
+    def __init__(self, kind: str, seconds: float, message: str, *, attempts: int = 1) -> None:
+        self.kind = kind
+        self.seconds = seconds
+        super().__init__(message, attempts=attempts)
 
 
 class MissingCredentialsError(APIError):

@@ -36,7 +36,7 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker
 from pydantic import BaseModel, Field
 
-from .adapters._arq import connect, json_deserializer, json_serializer
+from .adapters._arq import DEFAULT_OUTAGE_S, connect, json_deserializer, json_serializer, resilient
 from .adapters._redis_server import RedisServer
 from .events import RunEventModel, parse_event
 from .exceptions import RequestError, RunNotFoundError
@@ -45,7 +45,7 @@ from .pipeline._run import RUN_OPTIONS, check_request, start_run
 from .pipeline._services import Services
 from .pipeline._view import RunView
 from .tools import ToolRegistry, ToolResult
-from .worker import Hook, Tools, _toolsets, worker_options
+from .worker import Hook, Tools, _toolsets, drain_worker, serve_worker, worker_options
 
 __all__ = [
     "ErrorInfo",
@@ -274,26 +274,21 @@ def _json_pool(pool: ArqRedis, queue: str | None) -> ArqRedis:
 
 def _settings_of(pool: ArqRedis) -> RedisSettings:
     kw = pool.connection_pool.connection_kwargs
-    return RedisSettings(
+    settings = RedisSettings(
         host=kw.get("host", "localhost"),
         port=int(kw.get("port", 6379)),
         database=int(kw.get("db", 0)),
         username=kw.get("username"),
         password=kw.get("password"),
     )
+    return resilient(settings, DEFAULT_OUTAGE_S)
 
 
 async def stop_worker(worker: Worker, grace_s: float = _WORKER_GRACE_S) -> None:
-    """Let an in-process worker's running jobs finish (for ``grace_s``), then close it."""
-    running = [t for t in worker.tasks.values() if not t.done()]
-    if running:
-        await asyncio.wait(running, timeout=grace_s)
-    current = asyncio.current_task()
-    try:
-        await worker.close()  # cancels what is left; arq re-raises those jobs' CancelledError
-    except asyncio.CancelledError:
-        if current is not None and current.cancelling():
-            raise
+    """Let an in-process worker's running jobs finish (for ``grace_s``), hand over what can be (tool
+    jobs, and streams that dispatched nothing, go back to the queue for other workers without using a
+    try), cancel the rest, and close it."""
+    await drain_worker(worker, grace_s, 0)
 
 
 class Runner:
@@ -377,7 +372,7 @@ class Runner:
                     url = await asyncio.to_thread(self._server.start)
                     self.redis_url = url
                 self._pool = await connect(url, self.queue)
-                settings = RedisSettings.from_dsn(url)
+                settings = resilient(RedisSettings.from_dsn(url), DEFAULT_OUTAGE_S)
             await self._pool.ping()
             self._svc = Services(pool=self._pool, registries=self.tools)
             for _ in range(self.workers):
@@ -387,7 +382,8 @@ class Runner:
                     handle_signals=False,
                 )
                 self._workers.append(worker)
-                self._tasks.append(asyncio.create_task(worker.async_run(), name="incremental-worker"))
+                # serve_worker, not arq's own loop: a worker that loses Redis reconnects, jobs and all.
+                self._tasks.append(asyncio.create_task(serve_worker(worker), name="incremental-worker"))
         except BaseException:
             await self.aclose()
             raise

@@ -27,41 +27,99 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
     poll_delay        INCREMENTAL_POLL_DELAY    seconds between queue polls when idle (default 0.005):
                                                 the bound on "enqueued -> started"; lower costs Redis CPU
     max_jobs          INCREMENTAL_MAX_JOBS      jobs one worker runs at once (default 32)
-    job_timeout       INCREMENTAL_JOB_TIMEOUT   seconds a job may run (default 900); arq redelivers the
-                                                job of a worker that died after this + 10 s
+    job_timeout       INCREMENTAL_JOB_TIMEOUT   seconds a tool job may run (default: its tool set's
+                                                longest tool, retries and backoff included, plus 30 s;
+                                                at least 120); a tool it cuts gets a ``timeout`` result
+    stream_timeout    INCREMENTAL_STREAM_TIMEOUT       seconds a turn's streaming may take, every
+                                                attempt included (default 1200); the stream job's own
+                                                limit is this + 60 s
+    stream_idle_timeout  INCREMENTAL_STREAM_IDLE_TIMEOUT   seconds a stream may go quiet: no event,
+                                                not even a ping (default 45)
+    stream_headers_timeout  INCREMENTAL_STREAM_HEADERS_TIMEOUT  seconds to the response's headers, the
+                                                client's own retries included (default 90)
+    lease_s           INCREMENTAL_JOB_LEASE     a running job renews its claim this far ahead (default
+                                                30): a killed worker's job goes to another one after it
+    shutdown_grace_s  INCREMENTAL_SHUTDOWN_GRACE  on SIGTERM, seconds running jobs get to finish before
+                                                what can be handed over is (default 30)
+    redis_outage_s    INCREMENTAL_REDIS_OUTAGE  seconds a command keeps retrying through a Redis outage
+                                                (default 120); the worker itself reconnects for ever
     queue             INCREMENTAL_QUEUE         the queue served (default arq's); a tool declared with
                                                 ``queue="gpu"`` runs only on workers of that queue
     on_startup(state), on_shutdown(state)       your hooks; ``state`` is ``ToolContext.state``
-    monitor_interval_s                          seconds between the safety net's checks (default 2)
+    monitor_interval_s                          seconds between the safety net's checks of a turn
+                                                (default 2): how soon a lost stream job is noticed, and
+                                                how late past its deadline a turn may continue
+
+How they fit together. A killed worker's tool comes back after ``lease_s`` (30 s), far inside the
+turn's deadline for its results (``turn_timeout_s``, 300 s by default, counted from ``message_stop``),
+which is longer than a tool job may run (``job_timeout``). A stream that goes quiet is cut after 45 s,
+and a turn's streaming ends after 1200 s at most; a stream job the watchdog finds gone fails its run
+within ``monitor_interval_s`` (after ``lease_s`` when its worker was killed). On SIGTERM a worker takes
+no new job, gives running ones ``shutdown_grace_s``, then hands back what it can (tools, and streams
+that dispatched nothing) without using up their tries; a stream that dispatched a call finishes where it
+is, within its ``stream_timeout``: give the worker that long to stop (a SIGKILL before then fails that
+run).
+
+Run workers with ``incremental worker myapp.worker.WorkerSettings`` (or ``run_worker``): that loop
+reconnects a worker that lost Redis, keeping its running jobs, and stops it gracefully on SIGTERM.
+``arq myapp.worker.WorkerSettings`` runs the same jobs and rides out short outages (its commands retry
+for ``redis_outage_s``), but arq's own loop exits on a Redis error that escapes it, and its SIGTERM
+cancels running jobs at once (they are redelivered, as after a kill).
 
 Every other keyword goes to ``arq.worker.Worker`` as it is. Jobs are JSON on both sides (never pickle).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 import os
+import signal
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from arq import func
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import default_queue_name
+from arq.constants import default_queue_name, retry_key_prefix
+from arq.worker import Retry, Worker, create_worker
+from redis.exceptions import WatchError
 
 from .adapters._arq import (
+    DEFAULT_OUTAGE_S,
     JOB_MONITOR_TURN,
     JOB_RUN_TOOL,
     JOB_STREAM_TURN,
     JOB_UNREADABLE,
+    REDIS_ERRORS,
+    job_lease,
     json_deserializer,
     json_serializer,
+    resilient,
 )
 from .adapters._model_clients import as_model_client
+from .events import JobHandedOverEvent
+from .pipeline._deadlines import HandedOver, StreamLimits
 from .pipeline._jobs import monitor_turn, run_tool, stream_turn, unreadable_job
 from .pipeline._services import Services
 from .tools import ToolRegistry
 
-__all__ = ["Hook", "create_pool", "env_toolsets", "load_toolsets", "settings", "worker_options"]
+__all__ = [
+    "Hook",
+    "create_pool",
+    "drain_worker",
+    "env_toolsets",
+    "load_toolsets",
+    "run_worker",
+    "serve_worker",
+    "settings",
+    "worker_options",
+]
+
+logger = logging.getLogger(__name__)
+
+_CTX = "incremental"  # the worker ctx's entry for these options (arq passes ctx through untouched)
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 Tools = ToolRegistry | Mapping[str, ToolRegistry] | None
@@ -103,6 +161,24 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _seconds(given: float | None, variable: str, default: float) -> float:
+    value = float(given) if given is not None else float(_env(variable, repr(default)))
+    if not value > 0:
+        raise ValueError(f"{variable}: expected a positive number of seconds, got {value!r}")
+    return value
+
+
+def _tool_job_timeout(registries: Mapping[str, ToolRegistry]) -> float:
+    """Long enough for the longest tool: every attempt, the backoff between them, and a margin."""
+    longest = 0.0
+    for registry in registries.values():
+        specs = [*registry, *([registry.fallback] if registry.fallback is not None else [])]
+        for spec in specs:
+            backoff = sum(min(spec.backoff_s * 2**i, 30.0) for i in range(spec.retries))
+            longest = max(longest, spec.timeout_s * (spec.retries + 1) + backoff)
+    return max(120.0, longest + 30.0)
+
+
 def worker_options(
     tools: Tools = None,
     *,
@@ -114,6 +190,11 @@ def worker_options(
     poll_delay: float | None = None,
     max_jobs: int | None = None,
     job_timeout: float | None = None,
+    stream_timeout: float | None = None,
+    stream_idle_timeout: float | None = None,
+    stream_headers_timeout: float | None = None,
+    lease_s: float | None = None,
+    shutdown_grace_s: float | None = None,
     monitor_interval_s: float = 2.0,
     **arq_options: Any,
 ) -> dict[str, Any]:
@@ -121,14 +202,25 @@ def worker_options(
     registries = _toolsets(tools)
     client = as_model_client(model_client)
     shared: dict[str, Any] = {} if state is None else state
+    limits = StreamLimits(
+        headers_s=_seconds(stream_headers_timeout, "INCREMENTAL_STREAM_HEADERS_TIMEOUT", 90.0),
+        idle_s=_seconds(stream_idle_timeout, "INCREMENTAL_STREAM_IDLE_TIMEOUT", 45.0),
+        total_s=_seconds(stream_timeout, "INCREMENTAL_STREAM_TIMEOUT", 1200.0),
+    )
+    tool_timeout = _seconds(job_timeout, "INCREMENTAL_JOB_TIMEOUT", _tool_job_timeout(registries))
+    lease = _seconds(lease_s, "INCREMENTAL_JOB_LEASE", 30.0)
+    grace = _seconds(shutdown_grace_s, "INCREMENTAL_SHUTDOWN_GRACE", 30.0)
 
     async def startup(ctx: dict[str, Any]) -> None:
+        if "services" in ctx:
+            return  # the worker's loop was restarted after it lost Redis: everything is still here
         services = Services(
             pool=ctx["redis"],
             registries=registries,
             model_client=client,
             state=shared,
             monitor_interval_s=monitor_interval_s,
+            stream_limits=limits,
         )
         services.client()  # the built-in client's HTTP pool is made now, not on the way to a request
         ctx["services"] = services
@@ -143,10 +235,22 @@ def worker_options(
             await services.aclose()
 
     async def run_tool_job(ctx: dict[str, Any], job: dict[str, Any]) -> str:
-        return await run_tool(ctx["services"], job)
+        svc: Services = ctx["services"]
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease):
+            try:
+                return await run_tool(svc, job, token=uuid.uuid4().hex)
+            except asyncio.CancelledError:
+                if svc.drain.draining:  # the worker is stopping: another one runs the call
+                    await asyncio.shield(_hand_back(ctx, svc, job.get("tool_use_id")))
+                raise
 
     async def stream_turn_job(ctx: dict[str, Any], run_id: str, turn: int, generation: int = 0) -> str:
-        return await stream_turn(ctx["services"], run_id, turn, generation)
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease):
+            try:
+                return await stream_turn(ctx["services"], run_id, turn, generation)
+            except HandedOver:
+                await _hand_back(ctx, ctx["services"], None, log=False)  # the job logged why
+                raise Retry() from None
 
     async def monitor_turn_job(ctx: dict[str, Any], run_id: str, turn: int, check: int) -> str:
         return await monitor_turn(ctx["services"], run_id, turn, check)
@@ -156,10 +260,10 @@ def worker_options(
 
     options: dict[str, Any] = {
         "functions": [
-            func(run_tool_job, name=JOB_RUN_TOOL, max_tries=5),
-            func(stream_turn_job, name=JOB_STREAM_TURN, max_tries=5),
-            func(monitor_turn_job, name=JOB_MONITOR_TURN, max_tries=5),
-            func(unreadable, name=JOB_UNREADABLE, max_tries=1),
+            func(run_tool_job, name=JOB_RUN_TOOL, max_tries=5, timeout=tool_timeout),
+            func(stream_turn_job, name=JOB_STREAM_TURN, max_tries=5, timeout=limits.total_s + 60),
+            func(monitor_turn_job, name=JOB_MONITOR_TURN, max_tries=5, timeout=60),
+            func(unreadable, name=JOB_UNREADABLE, max_tries=1, timeout=60),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
@@ -169,29 +273,172 @@ def worker_options(
         if poll_delay is not None
         else float(_env("INCREMENTAL_POLL_DELAY", "0.005")),
         "max_jobs": max_jobs if max_jobs is not None else int(_env("INCREMENTAL_MAX_JOBS", "32")),
-        "job_timeout": job_timeout
-        if job_timeout is not None
-        else float(_env("INCREMENTAL_JOB_TIMEOUT", "900")),
+        "job_timeout": tool_timeout,
         "queue_name": queue or _env("INCREMENTAL_QUEUE", default_queue_name),
         "keep_result": 3600,
         "health_check_interval": 30,
+        "ctx": {_CTX: {"shutdown_grace_s": grace, "stream_timeout_s": limits.total_s}},
     }
     options.update(arq_options)
     return options
 
 
-def settings(tools: Tools = None, *, redis_url: str | None = None, **options: Any) -> type:
-    """An arq ``WorkerSettings`` class for ``arq yourmodule.WorkerSettings`` (see the module docstring)."""
+async def _hand_back(
+    ctx: dict[str, Any], svc: Services, tool_use_id: str | None, *, log: bool = True
+) -> None:
+    """A job stopped by its worker's shutdown goes back to the queue: this try does not count."""
+    job_id = str(ctx.get("job_id") or "")
+    try:
+        await ctx["redis"].decr(retry_key_prefix + job_id)
+        if log and (named := _run_of(job_id)) is not None:
+            run_id, turn = named
+            await svc.events.append(
+                JobHandedOverEvent(
+                    run_id=run_id,
+                    turn=turn,
+                    job_id=job_id,
+                    tool_use_id=tool_use_id,
+                    reason="the worker is shutting down; another one runs the call",
+                )
+            )
+    except REDIS_ERRORS as exc:
+        logger.warning("could not hand job %s back cleanly: %s", job_id, exc)
+
+
+def _run_of(job_id: str) -> tuple[str, int] | None:
+    from .adapters._arq import run_of_job
+
+    named = run_of_job(job_id)
+    if named is None:
+        return None
+    run_id, turn = named
+    return run_id, turn if turn is not None else 0
+
+
+def settings(
+    tools: Tools = None,
+    *,
+    redis_url: str | None = None,
+    redis_outage_s: float | None = None,
+    **options: Any,
+) -> type:
+    """An arq ``WorkerSettings`` class for ``incremental worker yourmodule.WorkerSettings`` (or ``arq``;
+    see the module docstring)."""
     values = worker_options(tools, **options)
-    values["redis_settings"] = RedisSettings.from_dsn(
-        redis_url or _env("REDIS_URL", "redis://127.0.0.1:6379/0")
+    outage = _seconds(redis_outage_s, "INCREMENTAL_REDIS_OUTAGE", DEFAULT_OUTAGE_S)
+    values["redis_settings"] = resilient(
+        RedisSettings.from_dsn(redis_url or _env("REDIS_URL", "redis://127.0.0.1:6379/0")), outage
     )
     return type("WorkerSettings", (), {**values, "__doc__": "incremental's arq worker settings"})
 
 
+# ---------------------------------------------------------------------------------------------- running one
+
+
+async def serve_worker(worker: Worker) -> None:
+    """Run an arq ``Worker`` until it is stopped (its ``main_task`` cancelled), through Redis outages:
+    when Redis fails under arq's loop, the loop starts again (with backoff) and the jobs that were
+    running go on. Returns only in burst mode."""
+    delay = 0.1
+    loop = asyncio.get_running_loop()
+    while True:
+        began = loop.time()
+        worker.main_task = asyncio.create_task(worker.main(), name="incremental-worker-loop")
+        try:
+            await worker.main_task
+            return
+        except (*REDIS_ERRORS, WatchError) as exc:
+            if loop.time() - began > 30:
+                delay = 0.1
+            running = sum(not t.done() for t in worker.tasks.values())
+            logger.warning(
+                "the worker lost Redis (%s: %s); its loop restarts in %.1f s, its %d running job(s) go on",
+                type(exc).__name__,
+                exc,
+                delay,
+                running,
+            )
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+
+async def drain_worker(worker: Worker, grace_s: float | None = None, streams_s: float | None = None) -> None:
+    """Stop a worker gracefully: it takes no new job; running jobs get ``grace_s`` to finish; then what can
+    be is handed over (tool jobs, and streams that dispatched nothing, go back to the queue without
+    using a try), streams that dispatched a call get ``streams_s`` more to end (default: their whole
+    stream deadline), and whatever is left is cancelled. Then the worker is closed."""
+    options = worker.ctx.get(_CTX) or {}
+    grace = float(options.get("shutdown_grace_s", 30.0)) if grace_s is None else grace_s
+    linger = float(options.get("stream_timeout_s", 1200.0)) if streams_s is None else streams_s
+    svc: Services | None = worker.ctx.get("services")
+    worker.allow_pick_jobs = False
+    if svc is not None:
+        svc.drain.begin()
+    await _wait_for(worker, grace)
+    if svc is not None:
+        svc.drain.hand_over()
+    for job_id, task in list(worker.job_tasks.items()):
+        if job_id.startswith("inc:tool:") and not task.done():
+            task.cancel()
+    await _wait_for(worker, linger)
+    current = asyncio.current_task()
+    try:
+        await worker.close()  # cancels what is left; arq re-raises those jobs' CancelledError
+    except asyncio.CancelledError:
+        if current is not None and current.cancelling():
+            raise
+
+
+async def _wait_for(worker: Worker, seconds: float) -> None:
+    running = [t for t in worker.tasks.values() if not t.done()]
+    if running and seconds > 0:
+        await asyncio.wait(running, timeout=seconds)
+
+
+def run_worker(settings_cls: Any, **overrides: Any) -> None:
+    """Run a worker of ``settings_cls`` (a ``WorkerSettings`` class) in this process until SIGTERM or
+    SIGINT: reconnecting through Redis outages (``serve_worker``), stopping gracefully on the first
+    signal (``drain_worker``), at once on a second one."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_run_worker(settings_cls, overrides))
+
+
+async def _run_worker(settings_cls: Any, overrides: dict[str, Any]) -> None:
+    worker = create_worker(settings_cls, handle_signals=False, **overrides)
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+    served = asyncio.create_task(serve_worker(worker), name="incremental-worker")
+
+    def on_signal(signum: int) -> None:
+        if not stopping:
+            logger.info("%s: finishing running jobs, then stopping", signal.Signals(signum).name)
+            stopping.append(asyncio.create_task(drain_worker(worker)))
+        else:
+            name = signal.Signals(signum).name
+            logger.info("%s again: handing over what can be, cancelling the rest", name)
+            stopping.append(asyncio.create_task(drain_worker(worker, 0, 0)))
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await asyncio.wait([served], return_when=asyncio.FIRST_COMPLETED)
+        if stopping:
+            await asyncio.gather(*stopping, return_exceptions=True)
+        elif not served.cancelled() and served.exception() is None:
+            await worker.close()  # burst mode: the queue is empty
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    failure = None if served.cancelled() else served.exception()
+    if failure is not None:
+        raise failure
+
+
 async def create_pool(redis_url: str | None = None) -> ArqRedis:
-    """An arq pool that enqueues as JSON, as incremental's workers read (arq's own default is pickle)."""
+    """An arq pool that enqueues as JSON, as incremental's workers read (arq's own default is pickle);
+    its commands ride out a Redis outage (``INCREMENTAL_REDIS_OUTAGE``)."""
     from .adapters._arq import connect
 
     url = redis_url or _env("REDIS_URL", "redis://127.0.0.1:6379/0")
-    return await connect(url, os.environ.get("INCREMENTAL_QUEUE") or None)
+    outage = _seconds(None, "INCREMENTAL_REDIS_OUTAGE", DEFAULT_OUTAGE_S)
+    return await connect(url, os.environ.get("INCREMENTAL_QUEUE") or None, outage_s=outage)

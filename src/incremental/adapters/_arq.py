@@ -14,18 +14,36 @@ this module only. Job ids are derived from what the job is about, so enqueueing 
 A job whose payload is not our JSON (enqueued through a pool with arq's default pickle serializer, or by
 another version) must not vanish into arq's log while its run waits: ``json_deserializer`` hands arq a
 job for ``unreadable_job`` instead, which fails the run its id names, saying why.
+
+Redis outages. Every pool made here (``connect``, ``resilient``) retries a command that met a connection
+error, with exponential backoff, for about ``outage_s`` seconds, so a blip stalls a job instead of
+failing it. arq's enqueue watches the job's key, and redis-py does not retry a watched transaction: it
+raises, or arq reads the failure as "this job exists already". ``_enqueue`` therefore retries, and
+checks that a job it was refused really exists. A job renews a short lease on arq's in-progress key
+(``job_lease``): arq lets a job go to another worker once that key expires, so a killed worker's job is
+redelivered after ``lease_s``, whatever the job's time limit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import json
+import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import default_queue_name
+from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix, result_key_prefix
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 __all__ = [
     "JOB_MONITOR_TURN",
@@ -37,11 +55,19 @@ __all__ = [
     "enqueue_monitor",
     "enqueue_stream_turn",
     "enqueue_tool",
+    "job_alive",
+    "job_lease",
     "json_deserializer",
     "json_serializer",
+    "resilient",
     "run_of_job",
     "stream_job_id",
 ]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OUTAGE_S = 120.0  # how long a command (and an enqueue) keeps trying through a Redis outage
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 JOB_RUN_TOOL = "run_tool"
 JOB_STREAM_TURN = "stream_turn"
@@ -125,14 +151,83 @@ class ToolJob:
         return f"{base}:g{self.generation}" if self.generation else base
 
 
-async def connect(url: str, queue: str | None = None) -> ArqRedis:
-    """An arq pool on ``url`` that serializes jobs as JSON; ``queue``: its default queue (else arq's)."""
+def resilient(settings: RedisSettings, outage_s: float = DEFAULT_OUTAGE_S) -> RedisSettings:
+    """``settings`` whose connections retry a failed command with backoff (50 ms doubling to 1 s) for
+    about ``outage_s`` seconds, and that keep trying to connect at start-up for as long."""
+    retries = max(1, int(outage_s) + 5)
+    return dataclasses.replace(
+        settings,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        conn_retries=max(settings.conn_retries, int(outage_s)),
+        conn_retry_delay=1,
+    )
+
+
+async def connect(url: str, queue: str | None = None, *, outage_s: float = DEFAULT_OUTAGE_S) -> ArqRedis:
+    """An arq pool on ``url`` that serializes jobs as JSON; ``queue``: its default queue (else arq's).
+    Its commands ride out a Redis outage of up to about ``outage_s`` seconds (``resilient``)."""
     return await create_pool(
-        RedisSettings.from_dsn(url),
+        resilient(RedisSettings.from_dsn(url), outage_s),
         job_serializer=json_serializer,
         job_deserializer=json_deserializer,
         default_queue_name=queue or default_queue_name,
     )
+
+
+async def job_alive(pool: ArqRedis, job_id: str) -> bool:
+    """Whether arq holds this job: queued (or deferred), or running on a worker."""
+    found = await pool.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id)
+    return int(found) > 0
+
+
+async def _enqueue(
+    pool: ArqRedis, function: str, *args: Any, _job_id: str, budget_s: float = DEFAULT_OUTAGE_S, **kw: Any
+) -> bool:
+    """``pool.enqueue_job`` that survives a Redis outage: True once enqueued, False when a job (or a
+    result) with this id exists. A refusal is checked, since a watched transaction that lost its
+    connection also reads as one."""
+    deadline = time.monotonic() + budget_s
+    delay = 0.05
+    while True:
+        try:
+            if await pool.enqueue_job(function, *args, _job_id=_job_id, **kw) is not None:
+                return True
+            if await pool.exists(job_key_prefix + _job_id, result_key_prefix + _job_id):
+                return False
+            why = "refused, yet no such job exists"
+        except (*REDIS_ERRORS, WatchError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() > deadline:
+            raise RedisConnectionError(f"could not enqueue {_job_id} within {budget_s:g} s ({why})")
+        logger.info("enqueue of %s failed (%s); trying again", _job_id, why)
+        await asyncio.sleep(delay)
+        delay = min(1.0, delay * 2)
+
+
+@contextlib.asynccontextmanager
+async def job_lease(pool: ArqRedis, job_id: str | None, lease_s: float) -> AsyncIterator[None]:
+    """For the block, hold this job's in-progress key ``lease_s`` seconds ahead (renewed every third of
+    it): if the worker dies, arq gives the job to another one ``lease_s`` after its last renewal."""
+    if not job_id or lease_s <= 0:
+        yield
+        return
+    key, ms = in_progress_key_prefix + job_id, int(lease_s * 1000)
+
+    async def renew() -> None:
+        while True:
+            try:
+                await pool.pexpire(key, ms)
+            except REDIS_ERRORS as exc:
+                logger.warning("could not renew the lease of job %s: %s", job_id, exc)
+            await asyncio.sleep(lease_s / 3)
+
+    task = asyncio.create_task(renew(), name=f"lease:{job_id}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def enqueue_tool(pool: ArqRedis, job: ToolJob) -> bool:
@@ -140,7 +235,7 @@ async def enqueue_tool(pool: ArqRedis, job: ToolJob) -> bool:
     kwargs: dict[str, Any] = {"_job_id": job.job_id}
     if job.queue:
         kwargs["_queue_name"] = job.queue
-    return await pool.enqueue_job(JOB_RUN_TOOL, job.to_dict(), **kwargs) is not None
+    return await _enqueue(pool, JOB_RUN_TOOL, job.to_dict(), **kwargs)
 
 
 def stream_job_id(run_id: str, turn: int, generation: int = 0) -> str:
@@ -151,13 +246,13 @@ def stream_job_id(run_id: str, turn: int, generation: int = 0) -> str:
 async def enqueue_stream_turn(pool: ArqRedis, run_id: str, turn: int, generation: int = 0) -> bool:
     """Enqueue the request-and-stream job of one turn; at most one per (run, turn, generation)."""
     args = (run_id, turn, generation) if generation else (run_id, turn)
-    job = await pool.enqueue_job(JOB_STREAM_TURN, *args, _job_id=stream_job_id(run_id, turn, generation))
-    return job is not None
+    return await _enqueue(pool, JOB_STREAM_TURN, *args, _job_id=stream_job_id(run_id, turn, generation))
 
 
 async def enqueue_monitor(pool: ArqRedis, run_id: str, turn: int, check: int, defer_s: float) -> bool:
     """Schedule the safety-net check number ``check`` of a turn, ``defer_s`` seconds from now."""
-    job = await pool.enqueue_job(
+    return await _enqueue(
+        pool,
         JOB_MONITOR_TURN,
         run_id,
         turn,
@@ -165,4 +260,3 @@ async def enqueue_monitor(pool: ArqRedis, run_id: str, turn: int, check: int, de
         _job_id=f"inc:monitor:{run_id}:{turn}:{check}",
         _defer_by=max(defer_s, 0.001),
     )
-    return job is not None

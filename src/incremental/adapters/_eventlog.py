@@ -116,8 +116,9 @@ class EventLog:
         self.metrics = MetricsStore(redis) if metrics else None
         self._append = redis.register_script(_APPEND)
 
-    async def append(self, event: RunEventModel) -> str:
-        """Append one event (a model of ``incremental.events``); returns its stream id (its offset)."""
+    def append_args(self, event: RunEventModel) -> tuple[dict[str, Any], list[str], list[str | int]]:
+        """The entry, and the keys and arguments of the append script for it (``TurnStore`` appends a
+        result's event in the same script that records the result)."""
         entry = to_entry(event)
         kind, run_id = entry["kind"], entry["run_id"]
         args: list[str | int] = [
@@ -128,7 +129,20 @@ class EventLog:
             "1" if self.exact_trim else "0",
             self.milestones_maxlen,
         ]
-        keys = [events_key(run_id), milestones_key(run_id)]
+        return entry, [events_key(run_id), milestones_key(run_id)], args
+
+    async def observe(self, entry: dict[str, Any]) -> None:
+        """Add an entry appended elsewhere to the metrics it feeds."""
+        if self.metrics is None or not self.metrics.observes(entry["kind"]):
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.metrics.observe(pipe, entry)
+            await pipe.execute()
+
+    async def append(self, event: RunEventModel) -> str:
+        """Append one event (a model of ``incremental.events``); returns its stream id (its offset)."""
+        entry, keys, args = self.append_args(event)
+        kind = entry["kind"]
         if self.metrics is None or not self.metrics.observes(kind):
             entry_id = await self._append(keys=keys, args=args)
         else:

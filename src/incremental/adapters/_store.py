@@ -9,9 +9,14 @@ Keys (all values JSON or plain strings; nothing pickled)::
                                          stop_reason, sealed_at,
                                          continue_sent (when the next turn's job was enqueued: once),
                                          stream_generation (the generation of this turn's stream job that
-                                         may run), deadline_paused (the pause that last held the deadline)
+                                         may run), deadline_paused (the pause that last held the deadline),
+                                         dispatched ("1" once a call of the turn was handed to a worker:
+                                         from then on the turn is never requested again), continued_by
+                                         (the tool_use id whose result completed the turn)
     inc:turn:{run}:{n}:results    hash   tool_use_id -> ToolResult JSON (the result ledger: first write wins)
     inc:exec:{run}:{id}           int    how many times the tool function was started for this id
+    inc:run:{run}:starts          hash   tool_use_id -> "token|n": the job try that made start n (a retried
+                                         command of the same try gets the same answer, not a new start)
     inc:chain:{run}:{key}         list   tool jobs sharing a concurrency key, in stream order; head is running
     inc:run:{run}                 ...    also turn (the turn streaming now), paused ("1"), paused_at, pending
                                          (JSON {turn, trigger}: a continuation decided while paused; with
@@ -46,11 +51,15 @@ import inspect
 import json
 import time
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.asyncio import Redis
 
 from ..tools._results import ToolResult
+
+if TYPE_CHECKING:
+    from ..events import RunEventModel
+    from ._eventlog import EventLog
 
 __all__ = ["RunRecord", "TurnStore"]
 
@@ -64,6 +73,59 @@ if redis.call('HGET', KEYS[1], 'sealed') == '1' and not redis.call('HGET', KEYS[
   end
 end
 return 'ok'
+"""
+
+# KEYS turn, results, events, milestones  ARGV id, result JSON, now, ledger ttl, then the event log's
+# append arguments: maxlen, entry JSON, ttl, milestone ('1'), exact trim ('1'), milestones maxlen.
+# The result and its event are written together: a result in the ledger always has its event in the log.
+# A second write of the very same result (a command retried after its reply was lost) is 'mine', or
+# 'continue' again if it was the one that completed the turn.
+_ADD_RESULT_LOGGED = """
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then
+  if existing ~= ARGV[2] then return {'dup', ''} end
+  if redis.call('HGET', KEYS[1], 'continued_by') == ARGV[1] then return {'continue', ''} end
+  return {'mine', ''}
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+local id
+if ARGV[9] == '1' then
+  id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[5], '*', 'data', ARGV[6])
+else
+  id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'data', ARGV[6])
+end
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+if ARGV[8] == '1' then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], id, 'data', ARGV[6])
+  redis.call('EXPIRE', KEYS[4], ARGV[7])
+end
+if redis.call('HGET', KEYS[1], 'sealed') == '1' and not redis.call('HGET', KEYS[1], 'continued') then
+  local n = tonumber(redis.call('HGET', KEYS[1], 'n_expected') or '0')
+  if redis.call('HLEN', KEYS[2]) >= n then
+    redis.call('HSET', KEYS[1], 'continued', '1', 'continued_at', ARGV[3], 'status', 'complete',
+               'continued_by', ARGV[1])
+    return {'continue', id}
+  end
+end
+return {'ok', id}
+"""
+
+# KEYS turn, results  ARGV 'release' (give the claim back: another job requests the turn afresh) or
+# 'restart' (this job requests it again), now. Only while nothing of the turn was dispatched; the
+# results of the earlier attempt (refusals, which never ran) are dropped with it.
+_RESTART_STREAM = """
+if redis.call('HGET', KEYS[1], 'dispatched') == '1' or redis.call('HGET', KEYS[1], 'sealed') == '1'
+   or redis.call('HGET', KEYS[1], 'continued') then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+if ARGV[1] == 'release' then
+  redis.call('HDEL', KEYS[1], 'stream_started')
+else
+  redis.call('HSET', KEYS[1], 'stream_started', ARGV[2])
+end
+return 1
 """
 
 _SEAL = """
@@ -106,6 +168,8 @@ return 1
 """
 
 _CHAIN_ADD = """
+local at = redis.call('LPOS', KEYS[1], ARGV[1])
+if at then return at + 1 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], 86400)
 return redis.call('LLEN', KEYS[1])
@@ -133,7 +197,7 @@ end
 return 1
 """
 
-# KEYS run, turn, results, exec, cancels, generations  ARGV id, generation, ttl
+# KEYS run, turn, results, exec, cancels, generations, starts  ARGV id, generation, ttl, token
 _START_TOOL = """
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'done' end
 if tonumber(ARGV[2]) < tonumber(redis.call('HGET', KEYS[6], ARGV[1]) or '0') then return 'stale' end
@@ -141,8 +205,19 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'ended' end
 if redis.call('HGET', KEYS[2], 'continued') == 'blocked' then return 'ended' end
 if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return 'cancelled' end
 if redis.call('HGET', KEYS[1], 'paused') == '1' then return 'paused' end
+if ARGV[4] ~= '' then
+  local last = redis.call('HGET', KEYS[7], ARGV[1])
+  if last then
+    local sep = string.find(last, '|', 1, true)
+    if string.sub(last, 1, sep - 1) == ARGV[4] then return string.sub(last, sep + 1) end
+  end
+end
 local n = redis.call('INCR', KEYS[4])
 redis.call('EXPIRE', KEYS[4], ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[7], ARGV[1], ARGV[4] .. '|' .. n)
+  redis.call('EXPIRE', KEYS[7], ARGV[3])
+end
 return tostring(n)
 """
 
@@ -267,6 +342,8 @@ class TurnStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._add_result = redis.register_script(_ADD_RESULT)
+        self._add_result_logged = redis.register_script(_ADD_RESULT_LOGGED)
+        self._restart_stream = redis.register_script(_RESTART_STREAM)
         self._seal = redis.register_script(_SEAL)
         self._expire = redis.register_script(_EXPIRE)
         self._block = redis.register_script(_BLOCK)
@@ -388,6 +465,36 @@ class TurnStore:
         await self.redis.expire(self.results_key(run_id, turn), self.TTL_S)
         return str(_s(outcome))
 
+    async def add_result_logged(
+        self, run_id: str, turn: int, result: ToolResult, log: EventLog, event: RunEventModel
+    ) -> tuple[str, str | None]:
+        """Record a result and append its event in one step: ``("continue" | "ok", entry id)``, or
+        ``("dup", None)`` (another result was first: nothing is appended), or ``("mine", None)`` (this
+        very result was recorded before: a retried write), or ``("continue", None)`` likewise, when it
+        was the result that completed the turn."""
+        entry, log_keys, log_args = log.append_args(event)
+        raw = await self._add_result_logged(
+            keys=[self.turn_key(run_id, turn), self.results_key(run_id, turn), *log_keys],
+            args=[result.tool_use_id, result.to_json(), repr(time.time()), str(self.TTL_S), *log_args],
+        )
+        outcome, entry_id = (str(_s(item)) for item in raw)
+        if entry_id:
+            await log.observe(entry)
+        return outcome, entry_id or None
+
+    async def mark_dispatched(self, run_id: str, turn: int) -> None:
+        """A call of this turn is being handed to a worker: the turn must never be requested again."""
+        await _a(self.redis.hset(self.turn_key(run_id, turn), "dispatched", "1"))
+
+    async def restart_stream(self, run_id: str, turn: int, *, release: bool = False) -> bool:
+        """Ask the turn again (``release``: let another job ask it), if nothing of it was dispatched; the
+        earlier attempt's results (refusals) are dropped. False when it may not be asked again."""
+        done = await self._restart_stream(
+            keys=[self.turn_key(run_id, turn), self.results_key(run_id, turn)],
+            args=["release" if release else "restart", repr(time.time())],
+        )
+        return bool(done)
+
     async def result(self, run_id: str, turn: int, tool_use_id: str) -> ToolResult | None:
         raw = await _a(self.redis.hget(self.results_key(run_id, turn), tool_use_id))
         return ToolResult.from_json(raw) if raw else None
@@ -490,8 +597,11 @@ class TurnStore:
         )
         return bool(held)
 
-    async def start_tool(self, run_id: str, turn: int, tool_use_id: str, generation: int) -> str:
-        """What a tool job should do now, decided in one step; when it says run, the start is counted.
+    async def start_tool(
+        self, run_id: str, turn: int, tool_use_id: str, generation: int, token: str = ""
+    ) -> str:
+        """What a tool job should do now, decided in one step; when it says run, the start is counted
+        (once per ``token``, the job's try: asked again with the same token, it gives the same attempt).
 
         ``"done"`` (a result is recorded), ``"stale"`` (a later generation of this job exists), ``"ended"``
         (the run ended or the turn was blocked), ``"cancelled"`` (a cancel was asked before it started),
@@ -505,8 +615,9 @@ class TurnStore:
                 f"inc:exec:{run_id}:{tool_use_id}",
                 self._run_part(run_id, "cancels"),
                 self._run_part(run_id, "generations"),
+                self._run_part(run_id, "starts"),
             ],
-            args=[tool_use_id, str(generation), str(self.TTL_S)],
+            args=[tool_use_id, str(generation), str(self.TTL_S), token],
         )
         return str(_s(outcome))
 

@@ -104,34 +104,37 @@ async def finish_result(
     key: str | None,
     after_cancel: bool = False,
 ) -> None:
-    """Record a result exactly once; start the next call with the same key; continue if it was the last.
+    """Record a result exactly once (with its event); start the next call with the same key; continue if
+    it was the last.
 
     ``after_cancel``: the tool was running when it was told to stop (it reports that stop, or that it
     finished anyway); the event says so.
     """
-    outcome = await svc.store.add_result(run_id, turn, result)
+    model = EVENT_MODELS[RESULT_KIND.get(result.status, "tool_failed")]
+    fields = {
+        "run_id": run_id,
+        "turn": turn,
+        "tool_use_id": result.tool_use_id,
+        "name": result.name,
+        "status": result.status,
+        "is_error": result.is_error,
+        "content": result.content[:500],
+        "attempts": result.attempts,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "after_cancel": after_cancel,
+    }
+    # The result and its event are written in one step: no result is ever in the ledger without its
+    # event in the log, whoever dies when.
+    outcome, _ = await svc.store.add_result_logged(
+        run_id, turn, result, svc.events, model.model_validate(fields)
+    )
     if outcome == "dup":
         await svc.events.append(
             ToolDuplicateResultEvent(
                 run_id=run_id, turn=turn, tool_use_id=result.tool_use_id, status=result.status
             )
         )
-    else:
-        model = EVENT_MODELS[RESULT_KIND.get(result.status, "tool_failed")]
-        fields = {
-            "run_id": run_id,
-            "turn": turn,
-            "tool_use_id": result.tool_use_id,
-            "name": result.name,
-            "status": result.status,
-            "is_error": result.is_error,
-            "content": result.content[:500],
-            "attempts": result.attempts,
-            "started_at": result.started_at,
-            "finished_at": result.finished_at,
-            "after_cancel": after_cancel,
-        }
-        await svc.events.append(model.model_validate(fields))
     if key is not None:
         await advance_chain(svc, run_id, key, result.tool_use_id)
     if outcome == "continue":

@@ -6,10 +6,16 @@
 ``run_tool``     runs one call, once: a redelivered job returns the recorded result; a non-idempotent
                  call whose earlier run died mid-way is reported, not repeated. While the run is paused
                  the job holds itself (``resume_run`` enqueues it again).
-``monitor_turn`` the safety net: checks a sealed turn, fills missing results at the deadline and
-                 continues; otherwise (or while the run is paused: held tools have not had their
-                 chance) schedules its next check under a fresh job id and returns.
+``monitor_turn`` the safety net, from the moment a turn's stream starts: a turn whose stream job is
+                 gone (it ran past its time limit, failed or was cancelled) before the message ended
+                 fails its run, saying so; a sealed turn gets its missing results at the deadline and
+                 continues; a continued turn whose next stream never started gets it enqueued again.
+                 Otherwise (or while the run is paused: held tools have not had their chance) it
+                 schedules its next check under a fresh job id and returns.
 No job waits for another: each does its part and returns.
+
+Every wait for the model is bounded (``_deadlines``): no headers, a stream gone quiet, or a turn past its
+deadline is asked again when nothing was dispatched yet, and fails the turn otherwise.
 
 ``stream_turn`` and ``run_tool`` listen on the run's control channel while they run (``_control``): a
 cancelled run closes the model stream and stops running tools; a cancelled call stops its tool.
@@ -23,10 +29,11 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from ..adapters._arq import ToolJob, run_of_job
+from ..adapters._arq import ToolJob, job_alive, run_of_job, stream_job_id
 from ..adapters._messages_client import APIError
 from ..core import (
     BlockStarted,
@@ -43,6 +50,7 @@ from ..core import (
 from ..events import (
     ContinuationPausedEvent,
     JobFailedEvent,
+    JobHandedOverEvent,
     MessageStoppedEvent,
     RequestSentEvent,
     RunEventModel,
@@ -64,6 +72,7 @@ from ..events import (
     TurnDeadlinePausedEvent,
     TurnSealedEvent,
 )
+from ..exceptions import StreamTimeoutError
 from ..tools import (
     Planned,
     ToolContext,
@@ -75,6 +84,7 @@ from ..tools import (
     refuse_rejected,
 )
 from ._control import Interrupt, Interrupted, listening, run_cancel, tool_cancel
+from ._deadlines import GuardedClient, HandedOver
 from ._flow import advance_chain, continue_run, dispatch, end_run, finish_result, input_preview
 from ._run import RequestError, request_tools
 from ._services import Services, UnknownToolsetError, describe
@@ -95,6 +105,14 @@ async def stream_turn(svc: Services, run_id: str, turn: int, generation: int = 0
     found the run paused); a job of an older generation does nothing."""
     try:
         return await _stream_turn(svc, run_id, turn, generation)
+    except HandedOver:
+        raise  # the turn was given back, for another worker (this one is shutting down)
+    except asyncio.CancelledError:
+        if not svc.drain.draining:
+            # Not a shutdown: arq cut the job at its time limit. Nothing will stream this turn now.
+            reason = f"turn {turn}'s stream job was stopped (past its time limit) before the message ended"
+            await asyncio.shield(_fail_turn(svc, run_id, turn, reason, "StreamTimeoutError"))
+        raise
     except (UnknownToolsetError, RequestError) as exc:  # the run asks for what this worker cannot give
         reason = f"turn {turn} cannot start: {exc}"
         await svc.store.block_continuation(run_id, turn, "failed", reason)
@@ -105,6 +123,11 @@ async def stream_turn(svc: Services, run_id: str, turn: int, generation: int = 0
         await svc.store.block_continuation(run_id, turn, "failed", reason)
         await end_run(svc, run_id, "failed", reason, turn=turn, error_type=type(exc).__name__)
         raise
+
+
+async def _fail_turn(svc: Services, run_id: str, turn: int, reason: str, error_type: str) -> None:
+    await svc.store.block_continuation(run_id, turn, "failed", reason)
+    await end_run(svc, run_id, "failed", reason, turn=turn, error_type=error_type)
 
 
 async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -> str:
@@ -123,17 +146,29 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
         await svc.events.append(ContinuationPausedEvent(run_id=run_id, turn=turn - 1, next_turn=turn))
         return "paused"
     if opened != "claimed":
-        # This turn's stream was started before, by a worker that died. Streaming it again could run
-        # its tools twice (a new response has new ids): fail the run instead.
-        await end_run(
-            svc,
-            run_id,
-            "failed",
-            f"the worker streaming turn {turn} stopped mid-stream",
-            turn=turn,
-            error_type="StreamInterrupted",
+        # This turn's stream was started before, by a worker that died. If it had dispatched nothing,
+        # asking again is safe; otherwise it could run tools twice (a new response has new ids): fail
+        # the run instead.
+        if not await svc.store.restart_stream(run_id, turn):
+            await end_run(
+                svc,
+                run_id,
+                "failed",
+                f"the worker streaming turn {turn} stopped mid-stream, after it had dispatched tools",
+                turn=turn,
+                error_type="StreamInterrupted",
+            )
+            return "stream already started"
+        await svc.events.append(
+            StreamRetryEvent(
+                run_id=run_id,
+                turn=turn,
+                reason="the worker streaming this turn stopped before it dispatched anything",
+                attempt=0,
+            )
         )
-        return "stream already started"
+    # The watchdog: from now on a check runs every monitor_interval_s until the turn is done with.
+    await svc.enqueue_monitor(run_id, turn, 0, svc.monitor_interval_s)
     config = run.config
     registry = svc.registry_for(run)
     messages = await svc.store.messages(run_id)
@@ -141,10 +176,11 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
     if turn > 0:
         previous = await svc.store.turn(run_id, turn - 1)
         continued_at = float(previous["continued_at"]) if previous.get("continued_at") else None
-        expected: list[str] = json.loads(previous.get("expected") or "[]")
-        results = await svc.store.results(run_id, turn - 1)
-        messages.append({"role": "user", "content": [results[i].to_block() for i in expected]})
-        await svc.store.set_messages(run_id, messages)
+        if messages and messages[-1].get("role") == "assistant":  # not yet added by an earlier try
+            expected: list[str] = json.loads(previous.get("expected") or "[]")
+            results = await svc.store.results(run_id, turn - 1)
+            messages.append({"role": "user", "content": [results[i].to_block() for i in expected]})
+            await svc.store.set_messages(run_id, messages)
     request: dict[str, Any] = {**config.get("request", {}), "messages": messages}
     tools = request_tools(request.pop("tools", None), registry)
     if tools:
@@ -153,17 +189,48 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
 
     client = svc.client()
     interrupt = Interrupt()
+    deadline = asyncio.get_running_loop().time() + svc.stream_limits.total_s
     async with listening(svc, run_id, run_cancel, interrupt.fire):
         for attempt in range(1, _OVERLOAD_RETRIES + 2):
             turn_state = _TurnState(
                 svc, run_id, turn, registry, float(config.get("turn_timeout_s") or 300), messages
+            )
+            guarded = GuardedClient(
+                client,
+                svc.stream_limits,
+                deadline=deadline,
+                drain=svc.drain,
+                may_hand_over=_undispatched(turn_state),
             )
             since = None if continued_at is None else time.time() - continued_at
             await svc.events.append(
                 RequestSentEvent(run_id=run_id, turn=turn, attempt=attempt, since_continue_s=since)
             )
             try:
-                await turn_state.read(client, request, betas, interrupt)
+                await turn_state.read(guarded, request, betas, interrupt)
+            except HandedOver:
+                if not turn_state.dispatched and await svc.store.restart_stream(run_id, turn, release=True):
+                    await svc.events.append(
+                        JobHandedOverEvent(
+                            run_id=run_id,
+                            turn=turn,
+                            job_id=stream_job_id(run_id, turn, generation),
+                            reason="the worker is shutting down; the turn is asked again by another",
+                        )
+                    )
+                    raise
+                # Something was dispatched meanwhile: this stream must end here, as any other.
+                await turn_state.fail("the worker shut down mid-stream", "StreamInterrupted")
+                return "failed"
+            except StreamTimeoutError as exc:
+                if exc.kind != "total" and attempt <= _OVERLOAD_RETRIES and await _may_ask_again(turn_state):
+                    # Nothing was dispatched, so asking again cannot run a tool twice.
+                    await svc.events.append(
+                        StreamRetryEvent(run_id=run_id, turn=turn, reason=str(exc), attempt=attempt)
+                    )
+                    continue
+                await turn_state.fail(str(exc), type(exc).__name__)
+                return "timed out"
             except APIError as exc:
                 await turn_state.fail(f"{type(exc).__name__}: {exc}", type(exc).__name__)
                 return "api error"
@@ -171,7 +238,7 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
                 return await turn_state.close(stop.reason)
             error = turn_state.parser.error
             overloaded = isinstance(error, UpstreamError) and error.error_type == "overloaded_error"
-            if overloaded and not turn_state.dispatched and attempt <= _OVERLOAD_RETRIES:
+            if overloaded and attempt <= _OVERLOAD_RETRIES and await _may_ask_again(turn_state):
                 # Nothing ran yet, so asking again cannot run a tool twice.
                 await svc.events.append(
                     StreamRetryEvent(run_id=run_id, turn=turn, reason=str(error), attempt=attempt)
@@ -186,6 +253,16 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
                 await turn_state.fail(str(error), type(error).__name__)
             return turn_state.outcome
     return turn_state.outcome
+
+
+def _undispatched(state: _TurnState) -> Callable[[], bool]:
+    return lambda: not state.dispatched
+
+
+async def _may_ask_again(state: _TurnState) -> bool:
+    """Whether the turn may be requested again: nothing was dispatched (the earlier attempt's refusals,
+    which never ran, are dropped from the ledger)."""
+    return not state.dispatched and await state.svc.store.restart_stream(state.run_id, state.turn)
 
 
 class _TurnState:
@@ -324,8 +401,14 @@ class _TurnState:
                 )
             )
             return
-        self.dispatched = True
+        await self.mark_dispatched()
         await dispatch(self.svc, self.run_id, self.turn, planned, ready_at=ready_at)
+
+    async def mark_dispatched(self) -> None:
+        """From the first dispatch on, this turn is never requested again (recorded before it happens)."""
+        if not self.dispatched:
+            await self.svc.store.mark_dispatched(self.run_id, self.turn)
+            self.dispatched = True
 
     async def on_message_stop(self, event: MessageStopped) -> None:
         svc, run_id, turn = self.svc, self.run_id, self.turn
@@ -346,7 +429,7 @@ class _TurnState:
             return
         held, self.held = self.held, []
         for planned in held:
-            self.dispatched = True
+            await self.mark_dispatched()
             await dispatch(svc, run_id, turn, planned, ready_at=self.ready_at.get(planned.call.id))
         expected = [b["id"] for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
         names = {
@@ -389,11 +472,26 @@ class _TurnState:
         return self.outcome
 
 
-async def run_tool(svc: Services, job_data: dict[str, Any]) -> str:
-    """Anything unexpected still ends in this call's one result (an error the model reads)."""
+async def run_tool(svc: Services, job_data: dict[str, Any], token: str = "") -> str:
+    """Anything unexpected still ends in this call's one result (an error the model reads).
+
+    ``token`` names this try of the job (arq's job id and try): a start is counted once per token. A job
+    stopped by its worker's shutdown records nothing (it is handed over); one stopped otherwise (arq's
+    time limit) records a timeout."""
     job = ToolJob.from_dict(job_data)
     try:
-        return await _run_tool(svc, job)
+        return await _run_tool(svc, job, token)
+    except asyncio.CancelledError:
+        if not svc.drain.draining:
+            result = ToolResult.failure(
+                job.tool_use_id,
+                job.name,
+                "timeout",
+                f"tool {job.name} was stopped by its worker's time limit for tool jobs; it may have done "
+                "part of its work.",
+            ).with_(finished_at=time.time())
+            await asyncio.shield(finish_result(svc, job.run_id, job.turn, result, key=job.concurrency_key))
+        raise
     except Exception as exc:
         result = ToolResult.failure(
             job.tool_use_id,
@@ -405,9 +503,9 @@ async def run_tool(svc: Services, job_data: dict[str, Any]) -> str:
         raise
 
 
-async def _run_tool(svc: Services, job: ToolJob) -> str:
+async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
     run_id, turn = job.run_id, job.turn
-    verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation)
+    verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation, token)
     while verdict == "paused":
         # Queued before the pause: hold this job (as its next generation: arq refuses a job id it has
         # seen, and this one must never run later); if a resume came in between, ask again.
@@ -417,7 +515,7 @@ async def _run_tool(svc: Services, job: ToolJob) -> str:
                 ToolPausedEvent(run_id=run_id, turn=turn, tool_use_id=job.tool_use_id, name=job.name)
             )
             return "paused"
-        verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation)
+        verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation, token)
     if verdict == "done":
         # A redelivered job, or a call cancelled before it started: the result is recorded. If it waited
         # behind others with its concurrency key, the chain reached it only now: move the chain on.
@@ -546,7 +644,8 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
         # Make sure the next turn was sent even if whoever decided it died before sending (while
         # paused: that the continuation is pending, so resume_run sends it). Only continue_run's "go"
         # sends and logs; once the turn is marked sent, this only re-enqueues the next turn's job
-        # (arq refuses a duplicate id; a paused run's job leaves it pending again).
+        # (arq refuses a duplicate id; a paused run's job leaves it pending again), and looks again
+        # until that job has started the next turn (whose own checks take over from there).
         max_turns = int(run.config.get("max_turns") or 10)
         if run.state == "running" and turn + 1 < max_turns:
             outcome = await continue_run(svc, run_id, turn + 1, trigger="monitor")
@@ -554,11 +653,26 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
                 return "paused"
             if outcome == "ended":
                 return "ended"
-            if outcome in ("sent", "started"):
-                await svc.enqueue_stream_turn(run_id, turn + 1)
+            following = await svc.store.turn(run_id, turn + 1)
+            if "stream_started" in following or run.paused:
+                return "continued"
+            generation = int(following.get("stream_generation") or 0)
+            await svc.enqueue_stream_turn(run_id, turn + 1, generation)
+            await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s)
+            return "continued; the next turn has not started yet"
         return "continued"
     if continued == "blocked" or run.state != "running":
         return "ended"
+    if record.get("sealed") != "1":
+        lost = await _stream_lost(svc, run_id, turn, record, run.paused)
+        if lost is not None:
+            # Read again: the job may have sealed the turn or ended the run just before it returned.
+            record, run = await svc.store.turn(run_id, turn), await svc.store.run(run_id)
+            if run is not None and run.state == "running" and record.get("sealed") != "1":
+                await _fail_turn(svc, run_id, turn, lost, "StreamJobLost")
+                return "stream lost"
+        await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s)
+        return "waiting"
     now = time.time()
     deadline = float(record.get("deadline") or 0)
     if record.get("sealed") == "1" and now >= deadline:
@@ -595,11 +709,29 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
             )
         await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s)
         return "paused" if outcome != "moved" else "waiting"
-    wait = (
-        svc.monitor_interval_s if record.get("sealed") != "1" else min(svc.monitor_interval_s, deadline - now)
-    )
-    await svc.enqueue_monitor(run_id, turn, check + 1, wait)
+    await svc.enqueue_monitor(run_id, turn, check + 1, min(svc.monitor_interval_s, deadline - now))
     return "waiting"
+
+
+async def _stream_lost(
+    svc: Services, run_id: str, turn: int, record: dict[str, str], paused: bool
+) -> str | None:
+    """Why the unsealed turn has nothing left that could finish it, or None while something can: its
+    stream job is queued or running (a killed worker's job comes back once its lease runs out), or it
+    has not started and the run is paused. A job that has not started the turn and is gone is enqueued
+    again."""
+    generation = int(record.get("stream_generation") or 0)
+    job_id = stream_job_id(run_id, turn, generation)
+    if await job_alive(svc.pool, job_id):
+        return None
+    if "stream_started" in record:
+        return (
+            f"the job streaming turn {turn} ended before the message did (it ran past its time limit, "
+            "failed or was cancelled), so nothing could finish the turn"
+        )
+    if paused or await svc.enqueue_stream_turn(run_id, turn, generation):
+        return None
+    return f"the job for turn {turn} finished without starting the turn's stream"
 
 
 async def unreadable_job(svc: Services, job_id: str, why: str) -> str:

@@ -24,6 +24,7 @@ from ..adapters._model_clients import ModelClient
 from ..adapters._store import RunRecord, TurnStore
 from ..exceptions import UnknownToolsetError
 from ..tools import ToolRegistry, simulated_registry
+from ._deadlines import Drain, StreamLimits
 
 __all__ = ["Services", "UnknownToolsetError", "describe", "shared_http_client"]
 
@@ -41,7 +42,8 @@ class Services:
 
     ``model_client``: None means the built-in ``MessagesClient``, configured from the environment
     (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) when it is first needed. ``state`` is what the
-    tools see as ``ToolContext.state``.
+    tools see as ``ToolContext.state``. ``stream_limits`` bound every wait for the model; ``drain`` is
+    the worker's shutdown as its jobs see it (``_deadlines``).
     """
 
     pool: ArqRedis
@@ -49,6 +51,8 @@ class Services:
     model_client: ModelClient | None = None
     state: dict[str, Any] = field(default_factory=dict)
     monitor_interval_s: float = 2.0
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
+    drain: Drain = field(default_factory=Drain)
     _simulated: dict[str, ToolRegistry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,168 @@
+"""Every wait for the model has a deadline, and a worker that is shutting down can hand a stream over.
+
+``GuardedClient`` wraps a turn's model client. Each wait it makes for the model is bounded:
+
+    headers_s   until the response's headers (the client's own retries of a 429 or 529 included)
+    idle_s      between two things the stream yields (an event, a ping, or a chunk of bytes)
+    total_s     the turn's whole streaming, every attempt included (``deadline``, on the loop's clock)
+
+A wait past its bound raises ``StreamTimeoutError`` (``kind`` says which); ``stream_turn`` sends the
+turn again when nothing was dispatched yet, and fails it otherwise.
+
+``Drain`` is the worker's shutdown as its jobs see it: ``begin`` when the worker stops taking jobs, then
+``hand_over`` when the grace period is over. From then on a stream that has dispatched nothing is cut at
+its current wait (``HandedOver``): its job gives the turn back, and another worker requests it afresh. A
+stream that has dispatched a call cannot be asked again without risking running tools twice, so it keeps
+streaming to its end on this worker. Only a wait is ever cut, never the handling of what arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..exceptions import StreamTimeoutError
+
+__all__ = ["Drain", "GuardedClient", "HandedOver", "StreamLimits"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """The bounds of a turn's waits for the model, in seconds (see the module docstring)."""
+
+    headers_s: float = 90.0
+    idle_s: float = 45.0
+    total_s: float = 1200.0
+
+    def __post_init__(self) -> None:
+        for name in ("headers_s", "idle_s", "total_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+class HandedOver(Exception):
+    """This job stops here so that another worker does it: its worker is shutting down."""
+
+
+class Drain:
+    """A worker's shutdown, as its jobs see it: ``draining`` once it takes no new jobs, ``handing_over``
+    once its grace period is over."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.handing_over = False
+        self._waits: set[GuardedClient] = set()
+
+    def begin(self) -> None:
+        self.draining = True
+
+    def hand_over(self) -> None:
+        """Cut the current wait of every stream that may be handed over."""
+        self.draining = self.handing_over = True
+        for guard in list(self._waits):
+            guard.wake()
+
+
+class GuardedClient:
+    """A model client whose waits are bounded (``limits``, ``deadline`` on the loop's clock) and which a
+    ``drain`` may cut, while ``may_hand_over()`` says the turn can still be asked again."""
+
+    def __init__(
+        self,
+        client: Any,
+        limits: StreamLimits,
+        *,
+        deadline: float,
+        drain: Drain,
+        may_hand_over: Callable[[], bool],
+    ) -> None:
+        self._client = client
+        self.limits = limits
+        self.deadline = deadline
+        self._drain = drain
+        self._may_hand_over = may_hand_over
+        self._timeout: asyncio.Timeout | None = None
+        self._woken = False
+
+    def wake(self) -> None:
+        """Called by ``Drain.hand_over`` while this guard waits: end the wait now, if it may hand over."""
+        if self._timeout is not None and self._may_hand_over():
+            self._woken = True
+            self._timeout.reschedule(asyncio.get_running_loop().time())
+
+    async def wait(self, start: Callable[[], Awaitable[T]], kind: str, limit: float) -> T:
+        """``await start()``, bounded by ``limit`` and by the turn's deadline."""
+        if self._drain.handing_over and self._may_hand_over():
+            raise HandedOver("the worker is shutting down")
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        left = self.deadline - now
+        if left <= 0:
+            raise self._expired("total", self.limits.total_s)
+        bounded_by_total = left <= limit
+        self._woken = False
+        try:
+            async with asyncio.timeout(now + min(limit, left)) as timeout:
+                self._timeout = timeout
+                self._drain._waits.add(self)
+                try:
+                    return await start()
+                finally:
+                    self._drain._waits.discard(self)
+                    self._timeout = None
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            if self._woken:
+                raise HandedOver("the worker is shutting down") from None
+            if bounded_by_total:
+                raise self._expired("total", self.limits.total_s) from None
+            raise self._expired(kind, limit) from None
+
+    @staticmethod
+    def _expired(kind: str, seconds: float) -> StreamTimeoutError:
+        messages = {
+            "headers": f"no response headers from the model within {seconds:g} s",
+            "idle": f"the model stream went quiet: nothing arrived (not even a ping) for {seconds:g} s",
+            "total": f"the turn's model stream ran past its deadline of {seconds:g} s",
+        }
+        return StreamTimeoutError(kind, seconds, messages[kind])
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, request: Mapping[str, Any], *, betas: Sequence[str] = ()
+    ) -> AsyncIterator[_GuardedStream]:
+        async with contextlib.AsyncExitStack() as stack:
+            opened = self._client.stream(request, betas=betas)
+            inner = await self.wait(
+                lambda: stack.enter_async_context(opened), "headers", self.limits.headers_s
+            )
+            yield _GuardedStream(self, inner)
+
+    async def aclose(self) -> None:
+        """The wrapped client is its owner's to close."""
+
+
+class _GuardedStream:
+    """The wrapped stream: every item is waited for through the guard."""
+
+    def __init__(self, guard: GuardedClient, inner: Any) -> None:
+        self._guard = guard
+        self._inner = inner
+        self._items: Any = None
+
+    def __getattr__(self, name: str) -> Any:  # request_id and anything else the stream offers
+        return getattr(self._inner, name)
+
+    def __aiter__(self) -> _GuardedStream:
+        self._items = aiter(self._inner)
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._guard.wait(lambda: anext(self._items), "idle", self._guard.limits.idle_s)
