@@ -7,12 +7,18 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _fake_api, _inspect, _record, _replay, _serve
+from . import _fake_api, _inspect, _record, _replay, _serve, _worker
 
 __all__ = ["main"]
 
 # The extra each command needs beyond the base install (inspect needs none).
-NEEDS = {"fake-api": "service", "record": "service", "replay": "service", "serve": "service"}
+NEEDS = {
+    "fake-api": "service",
+    "record": "service",
+    "replay": "service",
+    "serve": "service",
+    "worker": "worker",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _record.add_parser(sub)
     _replay.add_parser(sub)
     _serve.add_parser(sub)
+    _worker.add_parser(sub)
     return parser
 
 
