@@ -51,7 +51,8 @@ async def start_server(
     """Serve ``app`` on ``host:port``; returns the server, its task and the bound port once it listens."""
     sock = bind(host, port)
     bound = sock.getsockname()[1]
-    server = LoopbackServer(uvicorn.Config(app, http="h11", ws="none", log_config=None, **config))
+    options: dict[str, Any] = {"http": "h11", "ws": "none", "log_config": None, **config}
+    server = LoopbackServer(uvicorn.Config(app, **options))
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"{name}:{bound}")
     ready = asyncio.create_task(server.ready.wait())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)

@@ -41,7 +41,7 @@ from ..adapters._store import RunRecord, _a
 from ..events import RUN_FINAL_KINDS
 from ..exceptions import RequestError
 from ..pipeline import cancel_run, cancel_tool, pause_run, resume_run
-from ..pipeline._run import new_run_id
+from ..pipeline._run import MAX_REQUEST_DEPTH, check_request, new_run_id
 from ..runner import Runner
 from ..tools import ToolResult
 from ._auth import Auth, Principal
@@ -49,6 +49,7 @@ from ._config import ServiceConfig
 from ._errors import ApiError, exception_handlers
 from ._events import build_view, event_stream
 from ._fanout import Fanout
+from ._guard import json_nesting_ok
 from ._metrics import ServiceMetrics
 from ._requests import CreateRun, describe_validation_error
 
@@ -112,6 +113,8 @@ async def _json_body(request: Request, limit: int) -> Any:
             raise ApiError(413, f"request body over {limit} bytes")
     if not body.strip():
         return {}
+    if not json_nesting_ok(body, MAX_REQUEST_DEPTH):  # before parsing: a deep body must not recurse
+        raise ApiError(400, f"request body nests deeper than {MAX_REQUEST_DEPTH} levels")
     try:
         return json.loads(body)
     except ValueError as exc:
@@ -175,6 +178,18 @@ async def create_run(request: Request) -> Response:
     fields = body.request()
     fields.setdefault("model", cfg.default_model)
     fields.setdefault("max_tokens", cfg.default_max_tokens)
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    options: dict[str, Any] = {
+        "toolset": toolset,
+        "max_turns": body.limits.max_turns,
+        "turn_timeout_s": body.limits.turn_timeout_s,
+        "simulate_s": cfg.simulate_s,
+        "tags": {**(body.tags or {}), "owner": principal.name},
+    }
+    try:
+        check_request(messages, dict(fields), **options)  # nothing is made for a bad request
+    except RequestError as exc:
+        raise ApiError(400, str(exc)) from None
     run_id = new_run_id()
     workspace = None
     if cfg.workspace_root is not None:
@@ -187,15 +202,11 @@ async def create_run(request: Request) -> Response:
     now = time.time()
     try:
         await state.runner.start(
-            [m.model_dump(exclude_none=True) for m in body.messages],
+            messages,
             run_id=run_id,
             _record={"owner": principal.name, "watch_sha256": watch_sha, "model": str(fields["model"])},
-            toolset=toolset,
-            max_turns=body.limits.max_turns,
-            turn_timeout_s=body.limits.turn_timeout_s,
-            simulate_s=cfg.simulate_s,
             workspace=workspace,
-            tags={**(body.tags or {}), "owner": principal.name},
+            **options,
             **fields,
         )
     except RequestError as exc:

@@ -8,7 +8,7 @@ import logging
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 __all__ = ["ApiError", "error_response", "exception_handlers"]
@@ -57,6 +57,11 @@ async def _redis_error(request: Request, exc: Exception) -> Response:
     return error_response(503, "unavailable", "the service cannot reach Redis right now; try again")
 
 
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    # The client went away mid-body (or was cut off for sending it too slowly): nobody reads this.
+    return error_response(400, "invalid_request", "the client disconnected before its body was complete")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error serving %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
@@ -67,5 +72,6 @@ exception_handlers = {
     HTTPException: _http_error,
     RedisConnectionError: _redis_error,
     RedisTimeoutError: _redis_error,
+    ClientDisconnect: _disconnected,
     Exception: _unexpected,
 }

@@ -40,6 +40,7 @@ from ..runner import Runner
 from ..tools import ToolRegistry
 from ._app import create_app
 from ._config import ServiceConfig
+from ._guard import ConnectionLimits, install_log_guard, uvicorn_options
 
 __all__ = ["DEMO_FILES", "ServeOptions", "Service"]
 
@@ -66,6 +67,7 @@ class ServeOptions:
     max_pending_events: int = 2000
     poll_delay_s: float = 0.005
     event_log: dict[str, Any] = field(default_factory=dict)
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # slow, idle and too many clients
 
 
 class Service:
@@ -144,6 +146,7 @@ class Service:
             event_log=opts.event_log,
         )
         self.app = create_app(config)
+        install_log_guard()
         server, task, port = await start_server(
             self.app,
             opts.host,
@@ -151,6 +154,7 @@ class Service:
             name="the service",
             access_log=False,  # an access log is where tokens leak; ours logs none
             timeout_graceful_shutdown=3,
+            **uvicorn_options(opts.limits),
         )
         self._server = server
         self._tasks.append(task)
