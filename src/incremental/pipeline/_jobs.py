@@ -31,6 +31,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 from ..adapters._arq import ToolJob, job_alive, run_of_job, stream_job_id
@@ -195,6 +196,7 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
             turn_state = _TurnState(
                 svc, run_id, turn, registry, float(config.get("turn_timeout_s") or 300), messages
             )
+            turn_state.workspace = svc.workspace_for(run)
             guarded = GuardedClient(
                 client,
                 svc.stream_limits,
@@ -286,6 +288,7 @@ class _TurnState:
         self.ready_at: dict[str, float] = {}  # when each held call became ready
         self.names: dict[str, str] = {}
         self.outcome = "streaming"
+        self.workspace: Path | None = None  # the run's: concurrency keys may name real files in it
 
     async def log(self, event: RunEventModel) -> None:
         await self.svc.events.append(event)
@@ -384,7 +387,7 @@ class _TurnState:
                 input_preview=input_preview(call.input),
             )
         )
-        planned = plan_call(call, self.registry)
+        planned = plan_call(call, self.registry, self.workspace)
         if isinstance(planned, ToolResult):
             await finish_result(self.svc, self.run_id, self.turn, planned, key=None)
             return

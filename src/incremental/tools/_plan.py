@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -42,8 +43,9 @@ class Planned:
         return self.spec.policy
 
 
-def plan_call(call: ToolCall, registry: ToolRegistry) -> Planned | ToolResult:
-    """Check one ready call against the registry: a ``Planned`` call, or a ``refused`` result."""
+def plan_call(call: ToolCall, registry: ToolRegistry, workspace: Path | None = None) -> Planned | ToolResult:
+    """Check one ready call against the registry: a ``Planned`` call, or a ``refused`` result.
+    ``workspace``: the run's, for concurrency keys that name real files."""
     spec = registry.get(call.name)
     if spec is None:
         known = sorted(registry.names())
@@ -57,7 +59,7 @@ def plan_call(call: ToolCall, registry: ToolRegistry) -> Planned | ToolResult:
     if isinstance(checked, str):
         return _refused(call.id, call.name, checked)
     try:
-        key = spec.key_for(checked)
+        key = spec.key_for(checked, workspace)
     except Exception as exc:  # a bug in the tool's key function must not escape the dispatcher
         return _refused(
             call.id,

@@ -26,6 +26,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
@@ -43,6 +44,7 @@ DEFAULT_MAX_INPUT_BYTES = 2 * 1024 * 1024
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 ToolFn = Callable[[Any, ToolContext], Awaitable[object]]
+KeyFn = Callable[[Any], "str | None"] | Callable[[Any, "Path | None"], "str | None"]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -50,8 +52,9 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 class ToolSpec:
     """One tool: its name, what the model reads about it, its input model, its function and its policy.
 
-    ``concurrency_key`` is a field name of the input model, or a function of the validated model; calls
-    whose key is equal run one after another in stream order. ``retries`` counts extra attempts after a
+    ``concurrency_key`` is a field name of the input model, or a function of the validated model (or of
+    the model and the run's workspace, ``fn(args, workspace)``, for a key that names a real file);
+    calls whose key is equal run one after another in stream order. ``retries`` counts extra attempts after a
     ``RetryableToolError``, with exponential backoff from ``backoff_s``. ``idempotent`` says the tool is
     safe to run again after a worker died mid-run. ``queue`` is the arq queue for this tool (None: the
     default). ``max_input_bytes`` bounds the input's JSON size; a larger input is refused before anything
@@ -63,7 +66,7 @@ class ToolSpec:
     input_model: type[BaseModel]
     fn: ToolFn
     policy: Policy = "eager"
-    concurrency_key: str | Callable[[Any], str | None] | None = None
+    concurrency_key: str | KeyFn | None = None
     timeout_s: float = 60.0
     retries: int = 0
     backoff_s: float = 0.25
@@ -122,15 +125,30 @@ class ToolSpec:
         entry["input_schema"] = schema
         return entry
 
-    def key_for(self, args: BaseModel) -> str | None:
-        """The concurrency key of a validated input, or None when the call may run beside any other."""
+    def key_for(self, args: BaseModel, workspace: Path | None = None) -> str | None:
+        """The concurrency key of a validated input, or None when the call may run beside any other.
+        ``workspace``: the run's, for a key function that takes it."""
         key = self.concurrency_key
         if key is None:
             return None
-        value = getattr(args, key, None) if isinstance(key, str) else key(args)
+        if isinstance(key, str):
+            value = getattr(args, key, None)
+        elif _takes_workspace(key):
+            value = key(args, workspace)  # type: ignore[call-arg]
+        else:
+            value = key(args)  # type: ignore[call-arg]
         if value is None:
             return None
         return value if isinstance(value, str) else str(value)
+
+
+def _takes_workspace(fn: Callable[..., Any]) -> bool:
+    """Whether a key function takes ``(args, workspace)`` rather than ``(args)``."""
+    try:
+        inspect.signature(fn).bind(None, None)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _api_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -218,7 +236,7 @@ class ToolRegistry:
         name: str | None = None,
         description: str | None = None,
         policy: Policy = "eager",
-        concurrency_key: str | Callable[[Any], str | None] | None = None,
+        concurrency_key: str | KeyFn | None = None,
         timeout_s: float = 60.0,
         retries: int = 0,
         backoff_s: float = 0.25,
@@ -236,7 +254,7 @@ class ToolRegistry:
         name: str | None = None,
         description: str | None = None,
         policy: Policy = "eager",
-        concurrency_key: str | Callable[[Any], str | None] | None = None,
+        concurrency_key: str | KeyFn | None = None,
         timeout_s: float = 60.0,
         retries: int = 0,
         backoff_s: float = 0.25,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -79,13 +80,13 @@ def _simulated_fn(seconds: float) -> ToolFn:
     return simulated
 
 
-def _simulated_key(spec: ToolSpec) -> Callable[[Any], str | None] | None:
+def _simulated_key(spec: ToolSpec) -> Callable[[Any, Path | None], str | None] | None:
     """The real tool's concurrency key, computed on the simulated (permissive) input."""
     key = spec.concurrency_key
     if key is None:
         return None
 
-    def simulated_key(args: BaseModel) -> str | None:
+    def simulated_key(args: BaseModel, workspace: Path | None) -> str | None:
         data = args.model_dump(mode="json")
         try:
             typed = spec.input_model.model_validate(data)
@@ -93,6 +94,6 @@ def _simulated_key(spec: ToolSpec) -> Callable[[Any], str | None] | None:
             # Not a valid input for the real tool: still order by the key field when it is there.
             value = data.get(key) if isinstance(key, str) else None
             return None if value is None else str(value)
-        return spec.key_for(typed)
+        return spec.key_for(typed, workspace)
 
     return simulated_key

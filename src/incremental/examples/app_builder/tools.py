@@ -1,8 +1,9 @@
 """The app-builder tool set: file tools that work inside one app's directory (``ctx.workspace``).
 
 ``write_file``, ``replace_lines``, ``replace_string``, ``read_file``, ``list_files``, ``rename_app``;
-all eager, ordered by the file they touch (the concurrency key is the normalized path; ``rename_app``
-uses ``app.json``). Paths are relative to the workspace; absolute paths, ``..`` and symbolic links that
+all eager, ordered by the file they touch: the concurrency key is the file's real path in the workspace
+(symbolic links inside it resolved, so two names of one file run in order); ``rename_app`` uses
+``app.json``. Paths are relative to the workspace; absolute paths, ``..`` and symbolic links that
 lead outside are refused, and so is ``.incremental/``, where this module keeps its journal.
 
 Every write is atomic (a temporary file, then ``os.replace``). ``write_file`` and ``rename_app`` are
@@ -99,9 +100,20 @@ class RenameAppInput(_Input):
     name: str = Field(min_length=1, max_length=200, description="The app's new display name.")
 
 
-def path_key(args: Any) -> str | None:
-    """The concurrency key of a path tool: its path, normalized (``./src//a.ts`` is ``src/a.ts``)."""
-    return posixpath.normpath(str(args.path))
+def path_key(args: Any, workspace: Path | None = None) -> str | None:
+    """The concurrency key of a path tool: the real file it names, relative to the workspace (links
+    inside it resolved: ``innerlink/App.tsx`` is ``src/App.tsx`` when ``innerlink`` links to ``src``);
+    without a workspace, or for a path that leads outside it (the tool refuses those), the normalized
+    path (``./src//a.ts`` is ``src/a.ts``)."""
+    rel = posixpath.normpath(str(args.path))
+    if workspace is None or "\x00" in rel:
+        return rel
+    try:
+        root = Path(workspace).resolve()
+        real = (root / rel).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return rel
+    return real.relative_to(root).as_posix() if real.is_relative_to(root) else rel
 
 
 # --- the tools ---------------------------------------------------------------------------------------
@@ -133,7 +145,7 @@ async def _journaled_edit(ctx: ToolContext, path: str, edit: Callable[[str, str]
         target, rel = _resolve(ctx, path)
         text = _read_text(target, rel, verb="edit")
         new_text, result = edit(text, rel)
-        _apply_journaled(ctx, root, target, rel, text, new_text, result)
+        _apply_journaled(ctx, root, target, text, new_text, result)
     await ctx.progress("editing", 1.0, path)
     return result
 
@@ -503,9 +515,11 @@ def _sha256(text: str) -> str:
 
 
 def _apply_journaled(
-    ctx: ToolContext, root: Path, target: Path, rel: str, old_text: str, new_text: str, result: str
+    ctx: ToolContext, root: Path, target: Path, old_text: str, new_text: str, result: str
 ) -> None:
-    """Record the edit, then make it: after a crash between the two, a rerun finishes it."""
+    """Record the edit, then make it: after a crash between the two, a rerun finishes it. The entry
+    names the real file (links resolved), so a rerun edits that file whatever its other names."""
+    rel = target.relative_to(root).as_posix()
     entry = {
         "tool": ctx.name,
         "path": rel,
