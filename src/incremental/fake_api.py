@@ -88,17 +88,20 @@ class Fault:
 
     ``kind="status"``: answer ``status`` with the API's error body (and ``retry-after`` when given).
     ``kind="drop_after"``: send ``events`` events of the recording, then close the connection.
+    ``kind="stall"``: send ``events`` events, then nothing at all (no byte, no ping) for ``seconds``,
+    then the rest.
     """
 
-    kind: Literal["status", "drop_after"]
+    kind: Literal["status", "drop_after", "stall"]
     status: int = 529
     retry_after: float | None = None
     times: int = 1
     events: int = 0
+    seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("status", "drop_after"):
-            raise ValueError(f"Fault.kind must be 'status' or 'drop_after', got {self.kind!r}")
+        if self.kind not in ("status", "drop_after", "stall"):
+            raise ValueError(f"Fault.kind must be 'status', 'drop_after' or 'stall', got {self.kind!r}")
         if not 400 <= self.status <= 599:
             raise ValueError(f"Fault.status must be an HTTP error status (400-599), got {self.status}")
         if self.times < 1 or self.events < 0:
@@ -370,15 +373,29 @@ class _Replay:
     without the final empty body part, so uvicorn closes the connection mid-body.
     """
 
-    def __init__(self, api: FakeMessagesAPI, turn: _Turn, arrival: float, limit: int | None) -> None:
+    def __init__(
+        self,
+        api: FakeMessagesAPI,
+        turn: _Turn,
+        arrival: float,
+        limit: int | None,
+        stall: tuple[int, float] | None = None,
+    ) -> None:
         self._api, self._turn, self._arrival, self._limit = api, turn, arrival, limit
+        self._stall = stall  # (after this many events, go quiet for this many seconds)
 
     async def _paced(self) -> AsyncGenerator[bytes, None]:
         """The events as they fall due; events already due go out together."""
         speed = self._api.speed
         events = self._turn.events if self._limit is None else self._turn.events[: self._limit]
         batch: list[bytes] = []
-        for event in events:
+        for i, event in enumerate(events):
+            if self._stall is not None and i == self._stall[0]:
+                if batch:
+                    yield b"".join(batch)
+                    batch = []
+                await asyncio.sleep(self._stall[1])
+                self._arrival += self._stall[1]
             if event.at is not None and 0 < speed < math.inf:
                 delay = self._arrival + event.at / speed - time.monotonic()
                 if delay > 0:
@@ -509,6 +526,9 @@ class FakeMessagesAPI:
                 logger.info("turn %d: fault %d", k, fault.status)
                 headers = {} if fault.retry_after is None else {"retry-after": f"{fault.retry_after:g}"}
                 return _error(fault.status, _ERROR_MESSAGES.get(fault.status, "Injected fault"), headers)
+            if fault.kind == "stall":
+                logger.info("turn %d: stalling %g s after %d events", k, fault.seconds, fault.events)
+                return _Replay(self, turn, arrival, None, (fault.events, fault.seconds))
             logger.info(
                 "turn %d: playing %s, dropping the connection after %d events", k, turn.name, fault.events
             )

@@ -120,6 +120,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CTX = "incremental"  # the worker ctx's entry for these options (arq passes ctx through untouched)
+_HANDOVER_S = 5.0  # how long a drain waits for handed-over jobs to be back in the queue
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 Tools = ToolRegistry | Mapping[str, ToolRegistry] | None
@@ -212,7 +213,8 @@ def worker_options(
     grace = _seconds(shutdown_grace_s, "INCREMENTAL_SHUTDOWN_GRACE", 30.0)
 
     async def startup(ctx: dict[str, Any]) -> None:
-        if "services" in ctx:
+        known: Services | None = ctx.get("services")
+        if known is not None and known.pool is ctx["redis"]:
             return  # the worker's loop was restarted after it lost Redis: everything is still here
         services = Services(
             pool=ctx["redis"],
@@ -348,6 +350,8 @@ async def serve_worker(worker: Worker) -> None:
             await worker.main_task
             return
         except (*REDIS_ERRORS, WatchError) as exc:
+            if not worker.allow_pick_jobs:
+                return  # it is being stopped (drain_worker): its pool is closing
             if loop.time() - began > 30:
                 delay = 0.1
             running = sum(not t.done() for t in worker.tasks.values())
@@ -377,9 +381,18 @@ async def drain_worker(worker: Worker, grace_s: float | None = None, streams_s: 
     await _wait_for(worker, grace)
     if svc is not None:
         svc.drain.hand_over()
+    handed: list[asyncio.Task[Any]] = []
     for job_id, task in list(worker.job_tasks.items()):
         if job_id.startswith("inc:tool:") and not task.done():
             task.cancel()
+            if job_id in worker.tasks:
+                handed.append(worker.tasks[job_id])
+    # Let arq put the handed-over jobs back (its bookkeeping must finish before the pool closes), and
+    # the streams that could be handed over end their wait.
+    await asyncio.sleep(0)
+    if handed:
+        await asyncio.wait(handed, timeout=_HANDOVER_S)
+    await _wait_for(worker, min(0.5, _HANDOVER_S))
     await _wait_for(worker, linger)
     current = asyncio.current_task()
     try:

@@ -108,7 +108,7 @@ class GuardedClient:
         bounded_by_total = left <= limit
         self._woken = False
         try:
-            async with asyncio.timeout(now + min(limit, left)) as timeout:
+            async with asyncio.timeout_at(now + min(limit, left)) as timeout:
                 self._timeout = timeout
                 self._drain._waits.add(self)
                 try:
