@@ -211,6 +211,26 @@ async def started_paused(runner: Runner, files: list[Path], **options: Any) -> R
     return runner.attach(run_id)
 
 
+async def handed_over(
+    redis_url: str, api_factory: FakeMessagesAPIFactory, files: list[Path]
+) -> list[dict[str, Any]]:
+    """Its worker is stopped while the tool runs: the call is handed over and another worker runs it."""
+    from incremental.runner import stop_worker
+
+    async with runner_for(redis_url, api_factory, files, _toolsets.registry) as runner:
+        run = await runner.start(GO, **REQUEST, toolset="test", max_turns=len(files))
+        await until(runner._services(), run.id, "tool_started")
+        await stop_worker(runner._workers[0], 0)
+        async with Runner(
+            {"test": _toolsets.registry},
+            redis_url=redis_url,
+            model_client=runner._worker_options["model_client"],
+            queue=runner.queue,
+            workers=1,
+        ):
+            return await whole_log(run)
+
+
 async def paused_and_resumed(
     redis_url: str, api_factory: FakeMessagesAPIFactory, files: list[Path]
 ) -> list[dict[str, Any]]:
@@ -334,6 +354,9 @@ async def test_real_run_logs_validate_and_declare_every_field(
             redis_url, fake_messages_api, [tool_turn_file(tmp_path / "dp.sse", pausing[:1]), final]
         ),
         "cancelled": cancelled(redis_url, fake_messages_api),
+        "handed over": handed_over(
+            redis_url, fake_messages_api, [tool_turn_file(tmp_path / "h.sse", slow), final]
+        ),
         "unreadable job": unreadable(redis_url, fake_messages_api, [final]),
     }
     for name in (

@@ -42,7 +42,9 @@ async def test_a_deeply_nested_body_gets_a_400_before_anything_is_stored(
         message = '{"role": "user", "content": "hi"}'
         bodies = {
             "system": f'{{"messages": [{message}], "system": {deep(900)}}}',
-            "content": f'{{"messages": [{{"role": "user", "content": [{{"type": "text", "x": {deep(5000)}}}]}}]}}',
+            "content": '{"messages": [{"role": "user", "content": [{"type": "text", "x": '
+            + deep(5000)
+            + "}]}]}",
             "metadata": f'{{"messages": [{message}], "metadata": {{"a": {deep(100_000)}}}}}',
             "just over": f'{{"messages": [{message}], "metadata": {{"a": {deep(63)}}}}}',
         }

@@ -241,6 +241,7 @@ class RequestSentEvent(_Turn):
 
     kind: Literal["request_sent"] = "request_sent"
     attempt: int = Field(description="1 for the first request of the turn, 2... for retries.")
+    worker: str | None = Field(default=None, description="The worker sending it: host:pid.")
     since_continue_s: float | None = Field(
         default=None, description="Seconds since the previous turn was decided complete (turn > 0 only)."
     )
@@ -377,6 +378,7 @@ class ToolStartedEvent(_Tool):
     kind: Literal["tool_started"] = "tool_started"
     attempt: int = Field(description="1 for the first execution; more after a redelivery.")
     ready_at: float | None = Field(default=None, description="Wall time the call became ready.")
+    worker: str | None = Field(default=None, description="The worker running it: host:pid.")
 
 
 class ToolProgressEvent(_Turn):

@@ -56,9 +56,11 @@ __all__ = [
     "enqueue_stream_turn",
     "enqueue_tool",
     "job_alive",
+    "job_known",
     "job_lease",
     "json_deserializer",
     "json_serializer",
+    "monitor_job_id",
     "resilient",
     "run_of_job",
     "stream_job_id",
@@ -181,6 +183,16 @@ async def job_alive(pool: ArqRedis, job_id: str) -> bool:
     return int(found) > 0
 
 
+def monitor_job_id(run_id: str, turn: int, check: int) -> str:
+    return f"inc:monitor:{run_id}:{turn}:{check}"
+
+
+async def job_known(pool: ArqRedis, job_id: str) -> bool:
+    """Whether arq holds this job, or its result (it ran, within the last hour)."""
+    keys = (job_key_prefix + job_id, in_progress_key_prefix + job_id, result_key_prefix + job_id)
+    return int(await pool.exists(*keys)) > 0
+
+
 async def _enqueue(
     pool: ArqRedis, function: str, *args: Any, _job_id: str, budget_s: float = DEFAULT_OUTAGE_S, **kw: Any
 ) -> bool:
@@ -257,6 +269,6 @@ async def enqueue_monitor(pool: ArqRedis, run_id: str, turn: int, check: int, de
         run_id,
         turn,
         check,
-        _job_id=f"inc:monitor:{run_id}:{turn}:{check}",
+        _job_id=monitor_job_id(run_id, turn, check),
         _defer_by=max(defer_s, 0.001),
     )

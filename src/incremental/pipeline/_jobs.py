@@ -27,14 +27,16 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from ..adapters._arq import ToolJob, job_alive, run_of_job, stream_job_id
+from ..adapters._arq import ToolJob, job_alive, job_known, monitor_job_id, run_of_job, stream_job_id
 from ..adapters._messages_client import APIError
 from ..core import (
     BlockStarted,
@@ -94,9 +96,14 @@ __all__ = ["monitor_turn", "run_tool", "stream_turn", "unreadable_job"]
 
 logger = logging.getLogger(__name__)
 
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # in request_sent and tool_started: who did it
+
 # Stop reasons that end a run normally; any other non-tool_use reason ends it as "stopped".
 _FINISHED = {"end_turn", "stop_sequence"}
 _OVERLOAD_RETRIES = 3
+# The seal starts a chain of checks of its own (numbered from here, timed to the deadline); the chain
+# the turn's start began hands over to it once it exists.
+SEALED_CHECKS = 1_000_000
 
 
 async def stream_turn(svc: Services, run_id: str, turn: int, generation: int = 0) -> str:
@@ -206,7 +213,9 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
             )
             since = None if continued_at is None else time.time() - continued_at
             await svc.events.append(
-                RequestSentEvent(run_id=run_id, turn=turn, attempt=attempt, since_continue_s=since)
+                RequestSentEvent(
+                    run_id=run_id, turn=turn, attempt=attempt, since_continue_s=since, worker=WORKER
+                )
             )
             try:
                 await turn_state.read(guarded, request, betas, interrupt)
@@ -446,7 +455,9 @@ class _TurnState:
         if outcome == "continue":
             await continue_run(svc, run_id, turn + 1, trigger="seal")
         else:
-            await svc.enqueue_monitor(run_id, turn, 0, min(svc.monitor_interval_s, self.timeout_s))
+            await svc.enqueue_monitor(
+                run_id, turn, SEALED_CHECKS, min(svc.monitor_interval_s, self.timeout_s)
+            )
 
     async def cancel_held(self, content: str) -> None:
         """The after_message calls will never be dispatched: each gets its cancelled result."""
@@ -557,6 +568,7 @@ async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
             name=job.name,
             attempt=attempt,
             ready_at=job.ready_at,
+            worker=WORKER,
         )
     )
 
@@ -666,6 +678,13 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
         return "continued"
     if continued == "blocked" or run.state != "running":
         return "ended"
+    sealed = record.get("sealed") == "1"
+    if (
+        sealed
+        and check < SEALED_CHECKS
+        and await job_known(svc.pool, monitor_job_id(run_id, turn, SEALED_CHECKS))
+    ):
+        return "sealed: the seal's checks take over"
     if record.get("sealed") != "1":
         lost = await _stream_lost(svc, run_id, turn, record, run.paused)
         if lost is not None:
