@@ -64,3 +64,23 @@ class GreetInput(BaseModel):
 async def greet(args: GreetInput, ctx: ToolContext) -> str:
     """Greets with what the worker's start-up hook put in the tools' shared state."""
     return f"{ctx.state.get('greeting', 'no greeting in state')}, {args.name}"
+
+
+SOAK_QUEUE = (
+    "incremental-soak-tools"  # the soak's tool workers serve this queue; its stream workers the default
+)
+
+
+class MarkInput(BaseModel):
+    path: str
+    delay: float = 1.0
+
+
+@registry.tool(queue=SOAK_QUEUE)
+async def mark(args: MarkInput, ctx: ToolContext) -> str:
+    """After ``delay`` seconds of work, appends ``run_id tool_use_id`` to a file: the side effect a soak
+    counts (one line per call, or it happened twice)."""
+    await asyncio.sleep(args.delay)
+    with Path(args.path).open("a") as f:
+        f.write(f"{ctx.run_id} {ctx.tool_use_id}\n")
+    return "marked"

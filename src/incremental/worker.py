@@ -93,6 +93,7 @@ from .adapters._arq import (
     JOB_STREAM_TURN,
     JOB_UNREADABLE,
     REDIS_ERRORS,
+    Lease,
     job_lease,
     json_deserializer,
     json_serializer,
@@ -238,16 +239,18 @@ def worker_options(
 
     async def run_tool_job(ctx: dict[str, Any], job: dict[str, Any]) -> str:
         svc: Services = ctx["services"]
-        async with job_lease(ctx["redis"], ctx.get("job_id"), lease):
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease) as held:
+            await _unless_running_elsewhere(ctx, held)
             try:
-                return await run_tool(svc, job, token=uuid.uuid4().hex)
+                return await run_tool(svc, job, token=held.token if held else uuid.uuid4().hex)
             except asyncio.CancelledError:
                 if svc.drain.draining:  # the worker is stopping: another one runs the call
                     await asyncio.shield(_hand_back(ctx, svc, job.get("tool_use_id")))
                 raise
 
     async def stream_turn_job(ctx: dict[str, Any], run_id: str, turn: int, generation: int = 0) -> str:
-        async with job_lease(ctx["redis"], ctx.get("job_id"), lease):
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease) as held:
+            await _unless_running_elsewhere(ctx, held)
             try:
                 return await stream_turn(ctx["services"], run_id, turn, generation)
             except HandedOver:
@@ -283,6 +286,17 @@ def worker_options(
     }
     options.update(arq_options)
     return options
+
+
+async def _unless_running_elsewhere(ctx: dict[str, Any], held: Lease | None) -> None:
+    """A redelivered job whose first execution is still alive (a Redis outage outlasted its lease) must
+    not run twice: it steps back (``Retry``, not counted as a try) and looks again a lease later; once
+    the first execution ends, arq drops this one."""
+    if held is None or int(ctx.get("job_try") or 1) <= 1 or not await held.others_alive():
+        return
+    logger.info("job %s is still running elsewhere; looking again in %g s", held.job_id, held.lease_s)
+    await ctx["redis"].decr(retry_key_prefix + held.job_id)
+    raise Retry(defer=held.lease_s)
 
 
 async def _hand_back(

@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -50,6 +51,7 @@ __all__ = [
     "JOB_RUN_TOOL",
     "JOB_STREAM_TURN",
     "JOB_UNREADABLE",
+    "Lease",
     "ToolJob",
     "connect",
     "enqueue_monitor",
@@ -157,9 +159,12 @@ def resilient(settings: RedisSettings, outage_s: float = DEFAULT_OUTAGE_S) -> Re
     """``settings`` whose connections retry a failed command with backoff (50 ms doubling to 1 s) for
     about ``outage_s`` seconds, and that keep trying to connect at start-up for as long."""
     retries = max(1, int(outage_s) + 5)
+    # OSError too: a refused connect (the server is down) is an OSError until redis-py wraps it, and
+    # only then would a retry see it; with it here, connecting waits for the server like a command does.
+    supported: Any = (RedisConnectionError, RedisTimeoutError, OSError)
     return dataclasses.replace(
         settings,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries, supported_errors=supported),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         conn_retries=max(settings.conn_retries, int(outage_s)),
         conn_retry_delay=1,
@@ -217,29 +222,75 @@ async def _enqueue(
         delay = min(1.0, delay * 2)
 
 
+class Lease:
+    """One execution's hold on its job (``job_lease``): ``token`` names this execution."""
+
+    def __init__(self, pool: ArqRedis, job_id: str, lease_s: float) -> None:
+        self.pool, self.job_id, self.lease_s = pool, job_id, lease_s
+        self.token = uuid.uuid4().hex
+        self.alive_key = f"inc:alive:{job_id}"
+
+    async def renew(self) -> None:
+        """Hold the in-progress key ``lease_s`` ahead (set again, should an outage have let it expire)
+        and write this execution's heartbeat."""
+        async with self.pool.pipeline(transaction=False) as pipe:
+            pipe.set(in_progress_key_prefix + self.job_id, b"1", px=int(self.lease_s * 1000))
+            pipe.hset(self.alive_key, self.token, repr(time.time()))
+            pipe.expire(self.alive_key, 86400)
+            await pipe.execute()
+
+    async def others_alive(self) -> bool:
+        """Whether another execution of this job still runs: its heartbeat moves on within one renewal
+        period. A job redelivered because a Redis outage outlasted its lease finds its first execution
+        alive (and should wait); one whose worker died finds a heartbeat that has stopped."""
+        before = await self._others()
+        if not before:
+            return False
+        await asyncio.sleep(self.lease_s / 3 + 0.25)
+        after = await self._others()
+        return any(after.get(token) != beat for token, beat in before.items() if token in after)
+
+    async def _others(self) -> dict[str, str]:
+        raw = await self.pool.hgetall(self.alive_key)  # type: ignore[misc]
+        beats = {_text(k): _text(v) for k, v in raw.items()}
+        beats.pop(self.token, None)
+        return beats
+
+    async def release(self) -> None:
+        await self.pool.hdel(self.alive_key, self.token)  # type: ignore[misc]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 @contextlib.asynccontextmanager
-async def job_lease(pool: ArqRedis, job_id: str | None, lease_s: float) -> AsyncIterator[None]:
+async def job_lease(pool: ArqRedis, job_id: str | None, lease_s: float) -> AsyncIterator[Lease | None]:
     """For the block, hold this job's in-progress key ``lease_s`` seconds ahead (renewed every third of
     it): if the worker dies, arq gives the job to another one ``lease_s`` after its last renewal."""
     if not job_id or lease_s <= 0:
-        yield
+        yield None
         return
-    key, ms = in_progress_key_prefix + job_id, int(lease_s * 1000)
+    lease = Lease(pool, job_id, lease_s)
 
     async def renew() -> None:
         while True:
             try:
-                await pool.pexpire(key, ms)
+                await lease.renew()
             except REDIS_ERRORS as exc:
                 logger.warning("could not renew the lease of job %s: %s", job_id, exc)
             await asyncio.sleep(lease_s / 3)
 
     task = asyncio.create_task(renew(), name=f"lease:{job_id}")
     try:
-        yield
+        yield lease
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        try:
+            await lease.release()
+        except REDIS_ERRORS as exc:
+            logger.warning("could not release the lease of job %s: %s", job_id, exc)
 
 
 async def enqueue_tool(pool: ArqRedis, job: ToolJob) -> bool:
@@ -255,13 +306,23 @@ def stream_job_id(run_id: str, turn: int, generation: int = 0) -> str:
     return f"{base}:g{generation}" if generation else base
 
 
-async def enqueue_stream_turn(pool: ArqRedis, run_id: str, turn: int, generation: int = 0) -> bool:
-    """Enqueue the request-and-stream job of one turn; at most one per (run, turn, generation)."""
+def _on(queue: str | None) -> dict[str, Any]:
+    return {"_queue_name": queue} if queue else {}
+
+
+async def enqueue_stream_turn(
+    pool: ArqRedis, run_id: str, turn: int, generation: int = 0, *, queue: str | None = None
+) -> bool:
+    """Enqueue the request-and-stream job of one turn; at most one per (run, turn, generation).
+    ``queue``: the run's (the one its runner used), else the pool's default."""
     args = (run_id, turn, generation) if generation else (run_id, turn)
-    return await _enqueue(pool, JOB_STREAM_TURN, *args, _job_id=stream_job_id(run_id, turn, generation))
+    job_id = stream_job_id(run_id, turn, generation)
+    return await _enqueue(pool, JOB_STREAM_TURN, *args, _job_id=job_id, **_on(queue))
 
 
-async def enqueue_monitor(pool: ArqRedis, run_id: str, turn: int, check: int, defer_s: float) -> bool:
+async def enqueue_monitor(
+    pool: ArqRedis, run_id: str, turn: int, check: int, defer_s: float, *, queue: str | None = None
+) -> bool:
     """Schedule the safety-net check number ``check`` of a turn, ``defer_s`` seconds from now."""
     return await _enqueue(
         pool,
@@ -271,4 +332,5 @@ async def enqueue_monitor(pool: ArqRedis, run_id: str, turn: int, check: int, de
         check,
         _job_id=monitor_job_id(run_id, turn, check),
         _defer_by=max(defer_s, 0.001),
+        **_on(queue),
     )

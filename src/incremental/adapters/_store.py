@@ -2,7 +2,7 @@
 
 Keys (all values JSON or plain strings; nothing pickled)::
 
-    inc:run:{run}                 hash   config (JSON), state, reason, created_at, ended_at
+    inc:run:{run}                 hash   config (JSON), state, reason, created_at, ended_at, queue
     inc:run:{run}:messages        string the conversation so far (JSON list of messages)
     inc:turn:{run}:{n}            hash   stream_started, sealed, expected (JSON ids), n_expected, deadline,
                                          continued ("1" once, or "blocked"), continued_at, status,
@@ -327,6 +327,11 @@ class RunRecord(dict[str, Any]):
     @property
     def paused(self) -> bool:
         return self.get("paused") == "1"
+
+    @property
+    def queue(self) -> str | None:
+        """The arq queue of the runner that started the run: its stream and monitor jobs go there."""
+        return self.get("queue") or None
 
     @property
     def turn(self) -> int:

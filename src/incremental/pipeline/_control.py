@@ -129,7 +129,8 @@ async def resume_run(svc: Services, run_id: str) -> bool:
         # returned. arq refuses that job's id again: enqueue the turn's next generation.
         next_turn = int(pending["turn"])
         generation = await svc.store.next_stream_generation(run_id, next_turn)
-        await svc.enqueue_stream_turn(run_id, next_turn, generation)
+        run = await svc.store.run(run_id)
+        await svc.enqueue_stream_turn(run_id, next_turn, generation, queue=run.queue if run else None)
     elif pending is not None:
         completed_by = str(pending.get("trigger") or "resume")
         await continue_run(svc, run_id, int(pending["turn"]), trigger="resume", completed_by=completed_by)

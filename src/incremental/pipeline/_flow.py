@@ -184,7 +184,7 @@ async def continue_run(
     if outcome != "go":
         return outcome
     decided_at = time.time()
-    await svc.enqueue_stream_turn(run_id, next_turn)
+    await svc.enqueue_stream_turn(run_id, next_turn, queue=run.queue)
     await _turn_completed(svc, run_id, next_turn - 1, completed_by)
     await svc.events.append(
         ContinuedEvent(run_id=run_id, turn=next_turn, trigger=trigger, decided_at=decided_at)

@@ -38,6 +38,7 @@ from typing import Any
 
 from ..adapters._arq import ToolJob, job_alive, job_known, monitor_job_id, run_of_job, stream_job_id
 from ..adapters._messages_client import APIError
+from ..adapters._store import RunRecord
 from ..core import (
     BlockStarted,
     Event,
@@ -176,7 +177,7 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
             )
         )
     # The watchdog: from now on a check runs every monitor_interval_s until the turn is done with.
-    await svc.enqueue_monitor(run_id, turn, 0, svc.monitor_interval_s)
+    await svc.enqueue_monitor(run_id, turn, 0, svc.monitor_interval_s, queue=run.queue)
     config = run.config
     registry = svc.registry_for(run)
     messages = await svc.store.messages(run_id)
@@ -203,7 +204,7 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
             turn_state = _TurnState(
                 svc, run_id, turn, registry, float(config.get("turn_timeout_s") or 300), messages
             )
-            turn_state.workspace = svc.workspace_for(run)
+            turn_state.workspace, turn_state.queue = svc.workspace_for(run), run.queue
             guarded = GuardedClient(
                 client,
                 svc.stream_limits,
@@ -298,6 +299,7 @@ class _TurnState:
         self.names: dict[str, str] = {}
         self.outcome = "streaming"
         self.workspace: Path | None = None  # the run's: concurrency keys may name real files in it
+        self.queue: str | None = None  # the run's: where its monitor jobs go
 
     async def log(self, event: RunEventModel) -> None:
         await self.svc.events.append(event)
@@ -456,7 +458,7 @@ class _TurnState:
             await continue_run(svc, run_id, turn + 1, trigger="seal")
         else:
             await svc.enqueue_monitor(
-                run_id, turn, SEALED_CHECKS, min(svc.monitor_interval_s, self.timeout_s)
+                run_id, turn, SEALED_CHECKS, min(svc.monitor_interval_s, self.timeout_s), queue=self.queue
             )
 
     async def cancel_held(self, content: str) -> None:
@@ -672,8 +674,8 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
             if "stream_started" in following or run.paused:
                 return "continued"
             generation = int(following.get("stream_generation") or 0)
-            await svc.enqueue_stream_turn(run_id, turn + 1, generation)
-            await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s)
+            await svc.enqueue_stream_turn(run_id, turn + 1, generation, queue=run.queue)
+            await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s, queue=run.queue)
             return "continued; the next turn has not started yet"
         return "continued"
     if continued == "blocked" or run.state != "running":
@@ -686,14 +688,14 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
     ):
         return "sealed: the seal's checks take over"
     if record.get("sealed") != "1":
-        lost = await _stream_lost(svc, run_id, turn, record, run.paused)
+        lost = await _stream_lost(svc, run_id, turn, record, run)
         if lost is not None:
             # Read again: the job may have sealed the turn or ended the run just before it returned.
-            record, run = await svc.store.turn(run_id, turn), await svc.store.run(run_id)
-            if run is not None and run.state == "running" and record.get("sealed") != "1":
+            again, now_run = await svc.store.turn(run_id, turn), await svc.store.run(run_id)
+            if now_run is not None and now_run.state == "running" and again.get("sealed") != "1":
                 await _fail_turn(svc, run_id, turn, lost, "StreamJobLost")
                 return "stream lost"
-        await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s)
+        await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s, queue=run.queue)
         return "waiting"
     now = time.time()
     deadline = float(record.get("deadline") or 0)
@@ -729,14 +731,15 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
                     run_id=run_id, turn=turn, deadline=deadline, waiting=[m.tool_use_id for m in missing]
                 )
             )
-        await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s)
+        await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s, queue=run.queue)
         return "paused" if outcome != "moved" else "waiting"
-    await svc.enqueue_monitor(run_id, turn, check + 1, min(svc.monitor_interval_s, deadline - now))
+    wait = min(svc.monitor_interval_s, deadline - now)
+    await svc.enqueue_monitor(run_id, turn, check + 1, wait, queue=run.queue)
     return "waiting"
 
 
 async def _stream_lost(
-    svc: Services, run_id: str, turn: int, record: dict[str, str], paused: bool
+    svc: Services, run_id: str, turn: int, record: dict[str, str], run: RunRecord
 ) -> str | None:
     """Why the unsealed turn has nothing left that could finish it, or None while something can: its
     stream job is queued or running (a killed worker's job comes back once its lease runs out), or it
@@ -751,7 +754,7 @@ async def _stream_lost(
             f"the job streaming turn {turn} ended before the message did (it ran past its time limit, "
             "failed or was cancelled), so nothing could finish the turn"
         )
-    if paused or await svc.enqueue_stream_turn(run_id, turn, generation):
+    if run.paused or await svc.enqueue_stream_turn(run_id, turn, generation, queue=run.queue):
         return None
     return f"the job for turn {turn} finished without starting the turn's stream"
 

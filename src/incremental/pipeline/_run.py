@@ -230,7 +230,9 @@ async def start_run(
     if not _RUN_ID.match(run_id):
         raise RequestError(f"run_id: expected 1 to 128 letters, digits, '_', '.' or '-', got {run_id!r}")
     data = config.to_dict()
-    await store.create_run(run_id, data, messages, record=record)
+    queue = getattr(pool, "default_queue_name", None)
+    fields = {**(record or {}), **({"queue": queue} if queue else {})}
+    await store.create_run(run_id, data, messages, record=fields)
     await events.append(RunStartedEvent(run_id=run_id, turn=0, config=data))
-    await enqueue_stream_turn(pool, run_id, 0)
+    await enqueue_stream_turn(pool, run_id, 0, queue=queue)
     return run_id

@@ -67,11 +67,18 @@ class Services:
     async def enqueue_tool(self, job: _arq.ToolJob) -> bool:
         return await _arq.enqueue_tool(self.pool, job)
 
-    async def enqueue_stream_turn(self, run_id: str, turn: int, generation: int = 0) -> bool:
-        return await _arq.enqueue_stream_turn(self.pool, run_id, turn, generation)
+    # A run's stream and monitor jobs go to its own queue (``RunRecord.queue``: its runner's), not to
+    # the queue of the worker at hand: a tool worker on a queue of its own may finish a turn.
 
-    async def enqueue_monitor(self, run_id: str, turn: int, check: int, defer_s: float) -> bool:
-        return await _arq.enqueue_monitor(self.pool, run_id, turn, check, defer_s)
+    async def enqueue_stream_turn(
+        self, run_id: str, turn: int, generation: int = 0, *, queue: str | None = None
+    ) -> bool:
+        return await _arq.enqueue_stream_turn(self.pool, run_id, turn, generation, queue=queue)
+
+    async def enqueue_monitor(
+        self, run_id: str, turn: int, check: int, defer_s: float, *, queue: str | None = None
+    ) -> bool:
+        return await _arq.enqueue_monitor(self.pool, run_id, turn, check, defer_s, queue=queue)
 
     # ------------------------------------------------------------ what a run uses
 
