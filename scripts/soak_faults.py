@@ -9,7 +9,7 @@ write) in a temporary directory, the fake Messages API, and ``incremental worker
 own (the ``mark`` tool's), so a kill lands either mid-tool or mid-stream, and the two are counted apart.
 
 Each run is one turn of four ``mark`` calls (each appends ``run tool`` to a file after a second of work,
-while the model still streams), then a final turn. Faults are spread over the runs, one every
+the last one after five, while the model still streams), then a final turn. Faults are spread over the runs, one every
 ``--every`` seconds:
 
     kill-tool     SIGKILL a tool worker (one that is running a call, when there is one), start another
@@ -20,8 +20,10 @@ while the model still streams), then a final turn. Faults are spread over the ru
 What is counted, per run: its end (completed, failed and why, or stuck: no final event within
 ``--run-timeout``), and duplicates: a tool_use id with more than one result event or a
 tool_duplicate_result, a turn continued more than once, a ``mark`` line written twice, a request the
-fake API rejected. It stops by itself: after ``--runs`` runs, or ``--max-seconds``. Exit status 1 when
-any run is stuck or anything was duplicated.
+fake API rejected. Runs keep coming, ``--concurrency`` at a time, until at least ``--runs`` were started
+and every planned fault was applied; it stops by itself once they have all ended (a run not ended after
+``--run-timeout`` counts as stuck), and after ``--max-seconds`` at most. Exit status 1 when any run is
+stuck, anything was duplicated or a request was rejected.
 """
 
 from __future__ import annotations
@@ -66,10 +68,11 @@ GO = [{"role": "user", "content": "go"}]
 
 
 def turns(marks: Path, calls: int) -> list[bytes]:
-    """Turn 0: a tool_use block every 0.8 s, message_stop 0.8 s after the last; turn 1: text."""
+    """Turn 0: a tool_use block every 0.8 s, message_stop 0.8 s after the last; turn 1: text. The last
+    call takes 5 s (longer than the workers' 3 s shutdown grace: a deploy hands it over), the others 1 s."""
     out = [frame(o) for o in (message_start(), text_start(0), text_delta(0, "On it."), stop(0))]
     for i in range(1, calls + 1):
-        value = json.dumps({"path": str(marks), "delay": 1.0})
+        value = json.dumps({"path": str(marks), "delay": 5.0 if i == calls else 1.0})
         out += [frame(tool_start(i, f"toolu_soak{i}", "mark"), t=0.8 * i), frame(json_delta(i, value))]
         out.append(frame(stop(i)))
     out += [frame(message_delta("tool_use"), t=0.8 * (calls + 1)), frame(MESSAGE_STOP)]
@@ -234,18 +237,26 @@ async def soak(args: argparse.Namespace) -> int:
             random.shuffle(plan)
             async with Runner(redis_url=redis.url) as runner:
                 await asyncio.sleep(2.0)  # the workers' start-up (imports), before the first run
-                slots = asyncio.Semaphore(args.concurrency)
                 deadline = began + args.max_seconds
+                tasks: list[asyncio.Task[dict[str, Any]]] = []
 
                 async def one() -> dict[str, Any]:
-                    async with slots:
-                        left = max(1.0, deadline - time.monotonic())
-                        return await follow(runner, state, min(args.run_timeout, left))
+                    left = max(1.0, deadline - time.monotonic())
+                    return await follow(runner, state, min(args.run_timeout, left))
 
-                tasks = [asyncio.create_task(one()) for _ in range(args.runs)]
-                while plan and not all(t.done() for t in tasks) and time.monotonic() < deadline:
+                async def keep_running() -> None:
+                    # Runs keep coming (``--concurrency`` at a time) until there were ``--runs`` of them
+                    # and every fault of the plan has been applied.
+                    while (len(tasks) < args.runs or plan) and time.monotonic() < deadline:
+                        if sum(not t.done() for t in tasks) < args.concurrency:
+                            tasks.append(asyncio.create_task(one()))
+                        await asyncio.sleep(0.2)
+
+                producer = asyncio.create_task(keep_running())
+                while plan and time.monotonic() < deadline:
                     await asyncio.sleep(args.every * random.uniform(0.5, 1.5))
                     await state.fault(plan.pop())
+                await producer
                 outcomes = await asyncio.gather(*tasks)
                 requests, rejections = len(api.requests), list(api.rejections)
             exits = [await asyncio.to_thread(_stop, w.proc) for w in state.workers + state.retired]

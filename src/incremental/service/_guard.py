@@ -5,9 +5,11 @@ a cap on connections, a bound on request nesting, and a log that an accept storm
   the request's headers. A client that sends nothing, or its headers a byte at a time, is closed.
 - ``body_timeout_s``: from the end of the headers to the end of the body.
 - ``idle_timeout_s``: between two requests on a kept-alive connection (uvicorn's ``timeout_keep_alive``).
-- ``max_connections``: open connections at most; one over it is closed at once, before it costs more
-  than the moment of its accept. The default stays below the process's file limit (``RLIMIT_NOFILE``),
-  leaving room for Redis and the model client, so accept() does not run out of descriptors.
+- ``max_connections``: open connections at most. Over it, the oldest connection that has not finished
+  sending its request's headers is closed at once (a well-behaved client is past that within
+  milliseconds; slow and idle ones wait there), or the new one if there is none. The default stays
+  below the process's file limit (``RLIMIT_NOFILE``), leaving room for Redis and the model client, so
+  accept() does not run out of descriptors.
 - Once a request's headers and body are in, the connection has no limit: an event stream stays open for
   as long as its watcher reads (the service's heartbeats and send timeout look after it).
 
@@ -62,9 +64,14 @@ class ConnectionLimits:
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with the time limits and the connection cap of ``limits``."""
+    """uvicorn's h11 protocol with the time limits and the connection cap of ``limits``.
+
+    Over the cap, the oldest connection still waiting for its request's headers is closed to make room
+    (slow and idle clients wait there; a well-behaved client sends its headers at once and is past it);
+    only when every connection is serving a request is the new one closed instead."""
     cap = limits.cap()
-    shed = _RateLimited("connections over the cap of %d were closed at once", 10.0)
+    shed = _RateLimited("over the cap of %d connections: closed one that had sent no request", 10.0)
+    waiting: dict[H11Protocol, None] = {}  # connections before their headers' end, oldest first
 
     class GuardedH11Protocol(H11Protocol):
         _guard_timer: asyncio.TimerHandle | None = None
@@ -74,8 +81,12 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             super().connection_made(transport)
             if len(self.connections) > cap:
                 shed.log(cap)
-                transport.abort()
-                return
+                oldest = next(iter(waiting), None)
+                if oldest is None:
+                    transport.abort()
+                    return
+                waiting.pop(oldest, None)
+                oldest.transport.abort()
             self._guard_arm("headers", limits.header_timeout_s)
 
         def data_received(self, data: bytes) -> None:
@@ -97,15 +108,19 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             self._guard_disarm()
             self._guard_phase = phase
             self._guard_timer = self.loop.call_later(seconds, self._guard_expired)
+            if phase == "headers":
+                waiting[self] = None
 
         def _guard_disarm(self) -> None:
             if self._guard_timer is not None:
                 self._guard_timer.cancel()
             self._guard_timer = None
             self._guard_phase = ""
+            waiting.pop(self, None)
 
         def _guard_expired(self) -> None:
             self._guard_timer = None
+            waiting.pop(self, None)
             if not self.transport.is_closing():
                 self.transport.close()
 
@@ -118,6 +133,9 @@ def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
         "http": guarded_protocol(limits),
         "timeout_keep_alive": max(1, round(limits.idle_timeout_s)),
         "h11_max_incomplete_event_size": 16 * 1024,  # the request line and headers, at most
+        # asyncio accepts up to this many connections in one go: kept small, an accept storm takes
+        # few descriptors beyond the cap before the cap closes them.
+        "backlog": 128,
     }
 
 
