@@ -9,8 +9,8 @@ write) in a temporary directory, the fake Messages API, and ``incremental worker
 own (the ``mark`` tool's), so a kill lands either mid-tool or mid-stream, and the two are counted apart.
 
 Each run is one turn of four ``mark`` calls (each appends ``run tool`` to a file after a second of work,
-the last one after five, while the model still streams), then a final turn. Faults are spread over the runs, one every
-``--every`` seconds:
+the last one after five, while the model still streams), then a final turn. Faults are spread over the
+runs, one every ``--every`` seconds:
 
     kill-tool     SIGKILL a tool worker (one that is running a call, when there is one), start another
     kill-stream   SIGKILL a stream worker (one with a stream open, when there is one), start another
