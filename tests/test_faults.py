@@ -435,8 +435,8 @@ async def test_without_persistence_a_run_whose_state_was_lost_ends_and_the_worke
 
 
 async def test_edits_through_a_symlink_alias_run_in_order(redis_url: str, tmp_path: Path) -> None:
-    from workers.app_tools import path_key
-    from workers.app_tools import registry as app_registry
+    from incremental.examples.app_builder.tools import path_key
+    from incremental.examples.app_builder.tools import registry as app_registry
 
     from .test_pipeline import final_turn_file, play, tool_turn_file
 
