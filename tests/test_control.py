@@ -605,13 +605,15 @@ def _hook_next_turn_enqueue(
     original = cls.enqueue_stream_turn
     done: set[str] = set()
 
-    async def enqueue(self: Services, run_id: str, turn: int, generation: int = 0) -> bool:
+    async def enqueue(
+        self: Services, run_id: str, turn: int, generation: int = 0, *, queue: str | None = None
+    ) -> bool:
         first = turn == 1 and run_id not in done
         if first:
             done.add(run_id)
         if first and before:
             await step(self, run_id)
-        created = await original(self, run_id, turn, *([generation] if generation else []))
+        created = await original(self, run_id, turn, *([generation] if generation else []), queue=queue)
         if first and not before:
             await step(self, run_id)
         return created

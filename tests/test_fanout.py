@@ -50,7 +50,7 @@ async def test_watchers_are_told_when_redis_goes_away() -> None:
 
     server = RedisServer()
     url = server.start()
-    pool = await connect(url)
+    pool = await connect(url, outage_s=0)  # the service's feeds read on a client that does not retry
     fanout = Fanout(EventLog(pool, metrics=False), block_ms=200)
     try:
         sub = await fanout.subscribe("run_fanout_gone")

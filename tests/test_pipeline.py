@@ -254,7 +254,7 @@ def start_worker(redis_url: str, api_url: str) -> subprocess.Popen[bytes]:
         "REDIS_URL": redis_url,
         "ANTHROPIC_BASE_URL": api_url,
         "ANTHROPIC_API_KEY": "sk-test",
-        "INCREMENTAL_JOB_TIMEOUT": "2",  # arq redelivers a dead worker's job after this + 10 s
+        "INCREMENTAL_JOB_LEASE": "2",  # arq redelivers a dead worker's job this long after its last renewal
     }
     env.pop("INCREMENTAL_TOOLSETS", None)
     return subprocess.Popen(

@@ -40,6 +40,7 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix, result_key_prefix
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -157,8 +158,10 @@ class ToolJob:
 
 def resilient(settings: RedisSettings, outage_s: float = DEFAULT_OUTAGE_S) -> RedisSettings:
     """``settings`` whose connections retry a failed command with backoff (50 ms doubling to 1 s) for
-    about ``outage_s`` seconds, and that keep trying to connect at start-up for as long."""
-    retries = max(1, int(outage_s) + 5)
+    about ``outage_s`` seconds, and that keep trying to connect at start-up for as long (0: as given)."""
+    if outage_s <= 0:
+        return settings
+    retries = int(outage_s) + 5
     # OSError too: a refused connect (the server is down) is an OSError until redis-py wraps it, and
     # only then would a retry see it; with it here, connecting waits for the server like a command does.
     supported: Any = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -173,7 +176,14 @@ def resilient(settings: RedisSettings, outage_s: float = DEFAULT_OUTAGE_S) -> Re
 
 async def connect(url: str, queue: str | None = None, *, outage_s: float = DEFAULT_OUTAGE_S) -> ArqRedis:
     """An arq pool on ``url`` that serializes jobs as JSON; ``queue``: its default queue (else arq's).
-    Its commands ride out a Redis outage of up to about ``outage_s`` seconds (``resilient``)."""
+    Its commands ride out a Redis outage of up to about ``outage_s`` seconds (``resilient``), but a
+    Redis that cannot be reached now fails at once (``ConnectionError``): a runner or a service that is
+    pointed at the wrong place says so, rather than wait."""
+    probe = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        await probe.ping()
+    finally:
+        await probe.aclose()
     return await create_pool(
         resilient(RedisSettings.from_dsn(url), outage_s),
         job_serializer=json_serializer,
