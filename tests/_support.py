@@ -96,6 +96,12 @@ def comparable(events: list[Event]) -> list[dict[str, Any]]:
 
 def sdk_final_message(data: bytes) -> dict[str, Any]:
     """What the anthropic SDK's own ``messages.stream()`` accumulates from these bytes."""
+    return dict(sdk_dump(data, lambda message: message.to_dict(mode="json")))
+
+
+def sdk_dump(data: bytes, dump: Callable[[Any], Any]) -> Any:
+    """``dump(final message)`` of the anthropic SDK's own ``messages.stream()`` over these bytes, with
+    the warnings the SDK gives on block types it does not model silenced."""
     import anthropic
     import httpx2
 
@@ -118,7 +124,7 @@ def sdk_final_message(data: bytes) -> dict[str, Any]:
         warnings.simplefilter("ignore", UserWarning)
         for _ in stream:
             pass
-        return stream.get_final_message().to_dict(mode="json")
+        return dump(stream.get_final_message())
 
 
 async def race_results_against_the_seal(store: Any, prefix: str, trials: int = 30) -> None:

@@ -21,7 +21,7 @@ from incremental import IncompleteStreamError, SSEDecoder, SSEEvent, StreamParse
 from incremental.fake_api import FakeMessagesAPI, Fault
 from incremental.testing import FakeMessagesAPIFactory
 
-from ._support import APP_BUILDER, FIXTURES, fixture
+from ._support import APP_BUILDER, FIXTURES, fixture, sdk_dump
 
 TURN1 = APP_BUILDER[0]
 TURN2 = APP_BUILDER[1]
@@ -346,30 +346,8 @@ def test_the_command_line_serves_until_ctrl_c(stop_signal: signal.Signals) -> No
 
 def _sdk_dump(path: Path) -> list[dict[str, Any]]:
     """``[b.model_dump() for b in message.content]`` of the SDK's own final message for a recording."""
-    import warnings
-
-    import anthropic
-    import httpx2
-
-    data = path.read_bytes()
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=data)
-
-    client = anthropic.Anthropic(
-        api_key="test-key",
-        base_url="http://oracle.invalid",
-        max_retries=0,
-        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
-    )
-    with (
-        warnings.catch_warnings(),
-        client.messages.stream(
-            model="m", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
-        ) as stream,
-    ):
-        warnings.simplefilter("ignore", UserWarning)  # block types the SDK does not model
-        return [block.model_dump() for block in stream.get_final_message().content]
+    blocks: list[dict[str, Any]] = sdk_dump(path.read_bytes(), lambda m: [b.model_dump() for b in m.content])
+    return blocks
 
 
 TOLERATED = ["app_builder_8_tools.sse", "thinking_parallel_tools.sse", "server_tool_web_search.sse"]
