@@ -13,7 +13,7 @@ From each run's event log (wall-clock timestamps written by the process that saw
     end to end             the run's total beside, from the same run: sequential after the stream,
                            parallel after the stream, and the ideal max(stream end, ready + duration)
 
-Targets (DESIGN.md section 6): ready->enqueued p99 < 2 ms; ready->started p50 < 15 ms; last result ->
+Targets: ready->enqueued p99 < 2 ms; ready->started p50 < 15 ms; last result ->
 request p50 < 20 ms; end to end within 100 ms of the ideal.
 """
 

@@ -191,11 +191,16 @@ async def plain_run(
     api_factory: FakeMessagesAPIFactory,
     files: list[Path],
     registry: ToolRegistry,
+    wait_for: str | None = None,
     **config: Any,
 ) -> list[dict[str, Any]]:
+    """One run to its end; ``wait_for``: also wait for an entry of that kind (one that may land after the
+    run has settled, such as a late result that is a duplicate)."""
     toolset = config.pop("toolset", "test")
     async with runner_for(redis_url, api_factory, files, registry, toolset=toolset) as runner:
         run = await runner.start(GO, **REQUEST, toolset=toolset, max_turns=len(files), **config)
+        if wait_for is not None:
+            await until(runner._services(), run.id, wait_for)
         return await whole_log(run)
 
 
@@ -335,6 +340,7 @@ async def test_real_run_logs_validate_and_declare_every_field(
             fake_messages_api,
             [tool_turn_file(tmp_path / "s.sse", slow), final],
             tools,
+            wait_for="tool_duplicate_result",
             turn_timeout_s=0.1,
         ),
         "held, then end_turn": plain_run(

@@ -1,6 +1,6 @@
 """Planning (pure, no IO): a ready ``ToolCall`` becomes a ``Planned`` call, or a refusal the model reads.
 
-Nothing is enqueued for a call that fails here (DESIGN.md invariant 1). In order:
+Nothing is enqueued for a call that fails here: a call runs only once it is whole and valid. In order:
 
 1. the tool name must be registered (or the registry must have a fallback);
 2. the input's JSON size must be at most the tool's ``max_input_bytes``;

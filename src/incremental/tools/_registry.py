@@ -15,7 +15,7 @@ gets in its ``tools`` list::
         "Write a whole file."
         ...
 
-Policies (DESIGN.md section 5): ``eager`` tools are dispatched at their block's ``content_block_stop``;
+Policies: ``eager`` tools are dispatched at their block's ``content_block_stop``;
 ``after_message`` tools only once ``message_stop`` arrives with stop_reason ``tool_use``. Calls with the
 same concurrency key run in stream order; calls with different keys (or none) run in parallel.
 """
