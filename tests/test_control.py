@@ -167,10 +167,9 @@ async def arq_workers(
 ) -> AsyncIterator[None]:
     """``count`` in-process arq workers with the ``control`` tools, streaming from the fake API."""
     from arq.connections import RedisSettings
-    from arq.worker import Worker
 
     from incremental.runner import stop_worker
-    from incremental.worker import worker_options
+    from incremental.worker import Worker, worker_options
 
     client = MessagesClient(base_url=api_url, api_key="test")
     options = worker_options({"control": _control_tools.registry}, model_client=client, queue=queue)

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from arq.connections import RedisSettings
-from arq.worker import Worker
 from pydantic import BaseModel
 
 from incremental import MessagesClient, Runner, ToolContext, ToolRegistry
@@ -30,7 +29,7 @@ from incremental.pipeline import Services, check_request
 from incremental.pipeline._jobs import monitor_turn
 from incremental.testing import FakeMessagesAPIFactory
 from incremental.tools import ToolResult
-from incremental.worker import drain_worker, serve_worker, worker_options
+from incremental.worker import Worker, drain_worker, serve_worker, worker_options
 
 from . import _toolsets
 from ._faults import (

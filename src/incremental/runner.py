@@ -33,10 +33,10 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 from arq.connections import ArqRedis, RedisSettings
-from arq.worker import Worker
 from pydantic import BaseModel, Field
 
 from .adapters._arq import DEFAULT_OUTAGE_S, connect, json_deserializer, json_serializer, resilient
+from .adapters._arq_worker import Worker
 from .adapters._redis_server import RedisServer
 from .events import RunEventModel, parse_event
 from .exceptions import RequestError, RunNotFoundError

@@ -24,9 +24,15 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                       ANTHROPIC_BASE_URL        which reads these two when not given them; or a
                                                 ``MessagesClient(...)``, or your own
                                                 ``anthropic.AsyncAnthropic`` (Bedrock, Vertex, a proxy)
-    poll_delay        INCREMENTAL_POLL_DELAY    seconds between queue polls when idle (default 0.005):
-                                                the bound on "enqueued -> started"; lower costs Redis CPU
-    max_jobs          INCREMENTAL_MAX_JOBS      jobs one worker runs at once (default 32)
+    max_jobs          INCREMENTAL_MAX_JOBS      tool jobs one worker runs at once (default 100)
+    turn_slots        INCREMENTAL_TURN_SLOTS    model streams (and safety-net checks) one worker runs
+                                                at once, in slots of their own (default 1000): a stream
+                                                never holds a slot a tool could use
+    wake              INCREMENTAL_WAKE          1 (default): workers wait for a push announcing each job
+                                                (``adapters._arq_worker``); 0: they poll every
+                                                ``poll_delay``, as plain arq does
+    poll_delay        INCREMENTAL_POLL_DELAY    seconds between queue polls, when polling (default
+                                                0.005)
     job_timeout       INCREMENTAL_JOB_TIMEOUT   seconds a tool job may run (default: its tool set's
                                                 longest tool, retries and backoff included, plus 30 s;
                                                 at least 120); a tool it cuts gets a ``timeout`` result
@@ -60,13 +66,16 @@ that dispatched nothing) without using up their tries; a stream that dispatched 
 is, within its ``stream_timeout``: give the worker that long to stop (a SIGKILL before then fails that
 run).
 
-Run workers with ``incremental worker myapp.worker.WorkerSettings`` (or ``run_worker``): that loop
-reconnects a worker that lost Redis, keeping its running jobs, and stops it gracefully on SIGTERM.
-``arq myapp.worker.WorkerSettings`` runs the same jobs and rides out short outages (its commands retry
-for ``redis_outage_s``), but arq's own loop exits on a Redis error that escapes it, and its SIGTERM
-cancels running jobs at once (they are redelivered, as after a kill).
+Run workers with ``incremental worker myapp.worker.WorkerSettings`` (or ``run_worker``): it runs
+incremental's ``Worker``, which is woken by a push for each job and keeps model streams out of the tool
+slots (``adapters._arq_worker``); its loop reconnects a worker that lost Redis, keeping its running
+jobs, and stops it gracefully on SIGTERM. ``arq myapp.worker.WorkerSettings`` runs the same jobs, but
+as arq does: polling every ``poll_delay``, streams and tools in one pool of ``max_jobs`` slots; it
+rides out short outages (its commands retry for ``redis_outage_s``), but arq's own loop exits on a
+Redis error that escapes it, and its SIGTERM cancels running jobs at once (they are redelivered, as
+after a kill).
 
-Every other keyword goes to ``arq.worker.Worker`` as it is. Jobs are JSON on both sides (never pickle).
+Every other keyword goes to arq's ``Worker`` as it is. Jobs are JSON on both sides (never pickle).
 """
 
 from __future__ import annotations
@@ -83,7 +92,8 @@ from typing import Any
 from arq import func
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import default_queue_name, retry_key_prefix
-from arq.worker import Retry, Worker, create_worker
+from arq.worker import Retry
+from arq.worker import Worker as ArqWorker
 from redis.exceptions import WatchError
 
 from .adapters._arq import (
@@ -99,6 +109,7 @@ from .adapters._arq import (
     json_serializer,
     resilient,
 )
+from .adapters._arq_worker import Worker, make_worker
 from .adapters._model_clients import as_model_client
 from .events import JobHandedOverEvent
 from .pipeline._deadlines import HandedOver, StreamLimits
@@ -108,6 +119,7 @@ from .tools import ToolRegistry
 
 __all__ = [
     "Hook",
+    "Worker",
     "create_pool",
     "drain_worker",
     "env_toolsets",
@@ -191,6 +203,8 @@ def worker_options(
     queue: str | None = None,
     poll_delay: float | None = None,
     max_jobs: int | None = None,
+    turn_slots: int | None = None,
+    wake: bool | None = None,
     job_timeout: float | None = None,
     stream_timeout: float | None = None,
     stream_idle_timeout: float | None = None,
@@ -200,7 +214,8 @@ def worker_options(
     monitor_interval_s: float = 2.0,
     **arq_options: Any,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``arq.worker.Worker`` (``settings`` and in-process workers share them)."""
+    """Keyword arguments for incremental's ``Worker`` (``adapters._arq_worker``; ``settings`` and the
+    in-process workers share them). Plain arq's ``Worker`` ignores ``turn_slots`` and ``wake``."""
     registries = _toolsets(tools)
     client = as_model_client(model_client)
     shared: dict[str, Any] = {} if state is None else state
@@ -277,7 +292,9 @@ def worker_options(
         "poll_delay": poll_delay
         if poll_delay is not None
         else float(_env("INCREMENTAL_POLL_DELAY", "0.005")),
-        "max_jobs": max_jobs if max_jobs is not None else int(_env("INCREMENTAL_MAX_JOBS", "32")),
+        "max_jobs": max_jobs if max_jobs is not None else int(_env("INCREMENTAL_MAX_JOBS", "100")),
+        "turn_slots": turn_slots if turn_slots is not None else int(_env("INCREMENTAL_TURN_SLOTS", "1000")),
+        "wake": wake if wake is not None else _env("INCREMENTAL_WAKE", "1") not in ("0", "false", "no"),
         "job_timeout": tool_timeout,
         "queue_name": queue or _env("INCREMENTAL_QUEUE", default_queue_name),
         "keep_result": 3600,
@@ -351,7 +368,7 @@ def settings(
 # ---------------------------------------------------------------------------------------------- running one
 
 
-async def serve_worker(worker: Worker) -> None:
+async def serve_worker(worker: ArqWorker) -> None:
     """Run an arq ``Worker`` until it is stopped (its ``main_task`` cancelled), through Redis outages:
     when Redis fails under arq's loop, the loop starts again (with backoff) and the jobs that were
     running go on. Returns only in burst mode."""
@@ -380,7 +397,9 @@ async def serve_worker(worker: Worker) -> None:
             delay = min(5.0, delay * 2)
 
 
-async def drain_worker(worker: Worker, grace_s: float | None = None, streams_s: float | None = None) -> None:
+async def drain_worker(
+    worker: ArqWorker, grace_s: float | None = None, streams_s: float | None = None
+) -> None:
     """Stop a worker gracefully: it takes no new job; running jobs get ``grace_s`` to finish; then what can
     be is handed over (tool jobs, and streams that dispatched nothing, go back to the queue without
     using a try), streams that dispatched a call get ``streams_s`` more to end (default: their whole
@@ -416,7 +435,7 @@ async def drain_worker(worker: Worker, grace_s: float | None = None, streams_s: 
             raise
 
 
-async def _wait_for(worker: Worker, seconds: float) -> None:
+async def _wait_for(worker: ArqWorker, seconds: float) -> None:
     running = [t for t in worker.tasks.values() if not t.done()]
     if running and seconds > 0:
         await asyncio.wait(running, timeout=seconds)
@@ -431,7 +450,7 @@ def run_worker(settings_cls: Any, **overrides: Any) -> None:
 
 
 async def _run_worker(settings_cls: Any, overrides: dict[str, Any]) -> None:
-    worker = create_worker(settings_cls, handle_signals=False, **overrides)
+    worker = make_worker(settings_cls, handle_signals=False, **overrides)
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
     served = asyncio.create_task(serve_worker(worker), name="incremental-worker")

@@ -40,12 +40,14 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
+
+from ._arq_worker import wake_key
 
 __all__ = [
     "JOB_MONITOR_TURN",
@@ -208,22 +210,48 @@ async def job_known(pool: ArqRedis, job_id: str) -> bool:
     return int(await pool.exists(*keys)) > 0
 
 
+# arq's enqueue, as one atomic call: refused (0) when the job or its result exists; else the job is
+# stored and queued, and (when it is due now) its id is pushed for a worker that waits on the wake list.
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
+if ARGV[4] == '1' then
+  redis.call('RPUSH', KEYS[4], ARGV[5])
+  redis.call('LTRIM', KEYS[4], -10000, -1)
+end
+return 1
+"""
+
+
 async def _enqueue(
-    pool: ArqRedis, function: str, *args: Any, _job_id: str, budget_s: float = DEFAULT_OUTAGE_S, **kw: Any
+    pool: ArqRedis,
+    function: str,
+    *args: Any,
+    _job_id: str,
+    _queue_name: str | None = None,
+    _defer_by: float | None = None,
+    budget_s: float = DEFAULT_OUTAGE_S,
 ) -> bool:
-    """``pool.enqueue_job`` that survives a Redis outage: True once enqueued, False when a job (or a
-    result) with this id exists. A refusal is checked, since a watched transaction that lost its
-    connection also reads as one."""
+    """Enqueue an arq job (arq's payload, key and queue, written in one Lua call instead of arq's watched
+    transaction), and announce it on the queue's wake list when it is due now. True once enqueued,
+    False when a job (or a result) with this id exists. Survives a Redis outage: a call cut by a lost
+    connection is made again (if it had landed, the second one reads as "exists", which it does)."""
+    queue = _queue_name or pool.default_queue_name
     deadline = time.monotonic() + budget_s
     delay = 0.05
     while True:
         try:
-            if await pool.enqueue_job(function, *args, _job_id=_job_id, **kw) is not None:
-                return True
-            if await pool.exists(job_key_prefix + _job_id, result_key_prefix + _job_id):
-                return False
-            why = "refused, yet no such job exists"
-        except (*REDIS_ERRORS, WatchError) as exc:
+            now_ms = int(time.time() * 1000)
+            defer_ms = round((_defer_by or 0) * 1000)
+            payload = serialize_job(function, args, {}, None, now_ms, serializer=json_serializer)
+            keys = [job_key_prefix + _job_id, result_key_prefix + _job_id, queue, wake_key(queue)]
+            due_now = "0" if defer_ms > 0 else "1"
+            argv: list[Any] = [payload, now_ms + defer_ms, defer_ms + pool.expires_extra_ms, due_now, _job_id]
+            return bool(int(await pool.register_script(_ENQUEUE)(keys=keys, args=argv)))
+        except REDIS_ERRORS as exc:
             why = f"{type(exc).__name__}: {exc}"
         if time.monotonic() > deadline:
             raise RedisConnectionError(f"could not enqueue {_job_id} within {budget_s:g} s ({why})")

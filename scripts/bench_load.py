@@ -1,0 +1,342 @@
+"""Load: N concurrent runs on W worker processes; dispatch latency, throughput and Redis work per tool.
+
+    .venv/bin/python scripts/bench_load.py [--n 1,20,100,300] [--workers 2] [--speed 10] [--simulate 0.5]
+                                           [--repeat 1] [--baseline] [--idle-s 5]
+
+The workload: the recorded 8-tool, two-turn app-builder conversation, served by the loopback fake
+Messages API (its own process) at ``--speed`` times the recorded pace, every tool a simulated job of
+``--simulate`` seconds; ``--workers`` processes of ``incremental worker workers.settings.WorkerSettings``
+on a private redis-server; N runs started at once through ``incremental.Runner``.
+
+For each N, from the runs' event logs and Redis's own counters:
+
+    ready -> started      p50 and p99 over every call: the parser says ToolReady -> a worker starts it
+    tools/s               calls finished / the batch's wall time, beside the ideal (every run as fast
+                          as one run alone: N x 8 / the single run's ideal time)
+    run time              p50 of the runs' own time, beside the ideal of one run (max over its calls of
+                          ready + duration, and its stream's end)
+    client commands/tool  commands clients sent to Redis per call (MONITOR, for N <= --monitor-max;
+                          less this script's own); Lua scripts count once each
+    all commands/tool     every command Redis ran per call, the scripts' inner ones included
+                          (INFO commandstats, less this script's own)
+    idle commands/s       per worker process, with nothing to do (measured once, before the loads)
+
+``--baseline`` runs the same loads again with the workers as arq runs them by default in this project's
+earlier design (every job in one pool of ``max_jobs`` slots, polling every 5 ms): the comparison of
+the same workload, in the same run, on the same machine.
+
+Targets (2 workers): ready -> started p99 < 50 ms up to 200 concurrent runs; >= 150 tools/s; <= 30
+commands per tool at N=1, not growing with workers; an idle worker <= 10 commands/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from redis.asyncio import Redis  # noqa: E402
+
+from incremental import Runner  # noqa: E402
+from incremental.adapters._redis_server import redis_url  # noqa: E402
+from incremental.examples.app_builder import RECORDINGS  # noqa: E402
+from incremental.examples.app_builder.tools import registry as app_registry  # noqa: E402
+
+FILES = [str(f) for f in RECORDINGS]
+TOOLS_PER_RUN = 8
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def start_fake_api(speed: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "incremental", "fake-api", *FILES, "--port", "0", "--speed", str(speed)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "Fake Messages API on http://127.0.0.1:PORT (...)"
+    url = line.split(" on ", 1)[1].split()[0]
+    return proc, url
+
+
+def start_workers(n: int, url: str, api_url: str, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    variables = {
+        **os.environ,
+        "REDIS_URL": url,
+        "ANTHROPIC_BASE_URL": api_url,
+        "ANTHROPIC_API_KEY": "sk-bench",
+        **env,
+    }
+    variables.pop("INCREMENTAL_TOOLSETS", None)
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "incremental", "worker", "workers.settings.WorkerSettings"],
+            cwd=ROOT,
+            env=variables,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(n)
+    ]
+
+
+def stop(procs: list[Any]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def command_counts(redis: Redis) -> tuple[int, int]:
+    """(every command Redis ran, the scripts' inner calls included; the EVAL/EVALSHA calls)."""
+    stats = await redis.info("commandstats")
+    total = sum(int(v["calls"]) for v in stats.values())
+    scripts = sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+    return total, scripts
+
+
+class Counter:
+    """This script's own Redis commands, to take out of the system's count."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+
+class Monitor:
+    """Every command Redis runs, through MONITOR (costly: only for small loads): the ones clients sent,
+    by name, apart from the ones Lua scripts ran."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = Redis.from_url(url)
+        self.client: dict[str, int] = {}
+        self.lua = 0
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def __aenter__(self) -> Monitor:
+        self._task = asyncio.create_task(self._read())
+        await self._ready.wait()
+        return self
+
+    async def _read(self) -> None:
+        async with self.redis.monitor() as mon:
+            self._ready.set()
+            while True:
+                cmd = await mon.next_command()
+                if cmd.get("client_type") == "lua":
+                    self.lua += 1
+                    continue
+                words = str(cmd.get("command", "")).split()
+                name = words[0].upper() if words else "?"
+                if name == "CLIENT" and len(words) > 1:
+                    name = f"CLIENT {words[1].upper()}"
+                self.client[name] = self.client.get(name, 0) + 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.sleep(0.2)  # the last commands' lines are on their way
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.redis.aclose()
+
+
+async def wait_done(redis: Redis, run_ids: list[str], counter: Counter, timeout: float) -> None:
+    pending = set(run_ids)
+    deadline = time.monotonic() + timeout
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} run(s) still running after {timeout:g} s")
+        await asyncio.sleep(0.25)
+        order = list(pending)
+        async with redis.pipeline(transaction=False) as pipe:
+            for run_id in order:
+                pipe.hget(f"inc:run:{run_id}", "state")
+            states = await pipe.execute()
+        counter.sent += len(order) + 1  # the pipeline's commands, and commandstats' own INFO later
+        for run_id, state in zip(order, states, strict=True):
+            if state is not None and state not in (b"running", "running"):
+                pending.discard(run_id)
+
+
+async def one_load(
+    runner: Runner, redis: Redis, n: int, simulate: float, workdir: Path, monitor: Monitor | None
+) -> dict[str, Any]:
+    counter = Counter()
+    before = await command_counts(redis)
+    began = time.time()
+    runs = []
+    for i in range(n):
+        workspace = workdir / f"n{n}-{i}-{time.monotonic_ns()}"
+        workspace.mkdir()
+        runs.append(
+            await runner.start(
+                [{"role": "user", "content": "Build the app"}],
+                model="claude-sonnet-4-5",
+                max_tokens=8192,
+                toolset="app",
+                max_turns=len(FILES),
+                simulate_s=simulate,
+                workspace=str(workspace),
+            )
+        )
+    await wait_done(redis, [r.id for r in runs], counter, timeout=600 + n * 2)
+    after = await command_counts(redis)
+    starts: list[float] = []
+    run_times: list[float] = []
+    ideals: list[float] = []
+    states: dict[str, int] = {}
+    finished_tools = 0
+    last = began
+    for run in runs:
+        result = await run.result(timeout=30)
+        states[result.state] = states.get(result.state, 0) + 1
+        summary = result.summary or {}
+        run_times.append(float(summary.get("total_s") or 0.0))
+        ideal = (summary.get("counterfactual") or {}).get("ideal_s")
+        if ideal is not None:
+            ideals.append(float(ideal))
+        for tool in result.tools:
+            if tool.ready_at is not None and tool.started_at is not None:
+                starts.append((tool.started_at - tool.ready_at) * 1000)
+            if tool.finished_at is not None:
+                finished_tools += 1
+                last = max(last, tool.finished_at)
+    wall = last - began
+    tools = max(finished_tools, 1)
+    commands = after[0] - before[0] - counter.sent - 2
+    client: float | None = None
+    breakdown: dict[str, float] = {}
+    if monitor is not None:
+        sent = dict(monitor.client)
+        sent["HGET"] = sent.get("HGET", 0) - (counter.sent - len(states))  # this script's polling
+        client = (sum(sent.values()) - 2) / tools
+        breakdown = {k: v / tools for k, v in sorted(sent.items(), key=lambda kv: -kv[1]) if v > 0}
+    return {
+        "client_per_tool": client,
+        "breakdown": breakdown,
+        "n": n,
+        "states": states,
+        "start_p50": pct(starts, 50),
+        "start_p99": pct(starts, 99),
+        "tools_s": finished_tools / wall if wall > 0 else 0.0,
+        "ideal_tools_s": (n * TOOLS_PER_RUN / statistics.median(ideals)) if ideals else float("nan"),
+        "run_p50": pct(run_times, 50),
+        "ideal_run": statistics.median(ideals) if ideals else float("nan"),
+        "cmd_per_tool": commands / tools,
+        "lua_evals_per_tool": (after[1] - before[1]) / tools,
+    }
+
+
+async def idle_rate(redis: Redis, workers: int, seconds: float) -> float:
+    await asyncio.sleep(1.0)  # let start-up settle
+    before = (await command_counts(redis))[0]
+    await asyncio.sleep(seconds)
+    after = (await command_counts(redis))[0]
+    return (after - before - 1) / seconds / max(workers, 1)
+
+
+async def measure(
+    label: str, args: argparse.Namespace, url: str, api_url: str, env: dict[str, str]
+) -> list[dict[str, Any]]:
+    procs = start_workers(args.workers, url, api_url, env)
+    redis = Redis.from_url(url)
+    rows: list[dict[str, Any]] = []
+    try:
+        async with Runner(tools={"app": app_registry}, redis_url=url, workers=0) as runner:
+            idle = await idle_rate(redis, args.workers, args.idle_s)
+            with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+                for n in args.n:
+                    for _ in range(args.repeat):
+                        if n <= args.monitor_max:
+                            async with Monitor(url) as monitor:
+                                row = await one_load(runner, redis, n, args.simulate, Path(tmp), monitor)
+                        else:
+                            row = await one_load(runner, redis, n, args.simulate, Path(tmp), None)
+                        row.update(label=label, idle=idle)
+                        rows.append(row)
+                        print(_line(row), flush=True)
+    finally:
+        await redis.aclose()
+        stop(procs)
+    return rows
+
+
+def _line(r: dict[str, Any]) -> str:
+    client = "" if r["client_per_tool"] is None else f"{r['client_per_tool']:.1f}"
+    states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items()))
+    return (
+        f"| {r['label']} | {r['n']} | {r['start_p50']:.1f} | {r['start_p99']:.1f} | {r['tools_s']:.1f} "
+        f"| {r['ideal_tools_s']:.1f} | {r['run_p50']:.2f} | {r['ideal_run']:.2f} | {client} "
+        f"| {r['cmd_per_tool']:.0f} | {r['idle']:.1f} | {states} |"
+    )
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", default="1,20,100,300", help="concurrent runs, comma-separated")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes")
+    ap.add_argument("--speed", type=float, default=10.0, help="playback speed of the recording")
+    ap.add_argument("--simulate", type=float, default=0.5, help="seconds each tool takes")
+    ap.add_argument("--repeat", type=int, default=1, help="loads per N")
+    ap.add_argument("--idle-s", type=float, default=5.0, help="seconds to count an idle worker's commands")
+    ap.add_argument(
+        "--monitor-max", type=int, default=20, help="count client commands (MONITOR) for N up to this"
+    )
+    ap.add_argument("--breakdown", action="store_true", help="print the client commands per tool by name")
+    ap.add_argument("--baseline", action="store_true", help="also run the loads polling, in one pool")
+    args = ap.parse_args()
+    args.n = [int(x) for x in args.n.split(",") if x.strip()]
+
+    print(
+        f"the 8-tool two-turn recording at {args.speed:g}x, tools simulated at {args.simulate:g} s, "
+        f"{args.workers} worker processes, private redis-server, {os.cpu_count()} cores\n"
+    )
+    print(
+        "| set-up | runs | ready->started p50 ms | p99 ms | tools/s | ideal tools/s | run p50 s "
+        "| ideal run s "
+        "| client commands/tool | all commands/tool | idle commands/s/worker | runs |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    api, api_url = start_fake_api(args.speed)
+    try:
+        with redis_url() as url:
+            rows = await measure("incremental", args, url, api_url, {})
+            if args.baseline:
+                rows += await measure("one pool, polling", args, url, api_url, BASELINE_ENV)
+    finally:
+        stop([api])
+    if args.breakdown:
+        for r in rows:
+            if r["breakdown"]:
+                top = ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown"].items())
+                print(f"\n{r['label']}, N={r['n']}: client commands per tool: {top}")
+    return 0
+
+
+# The earlier set-up: streams and tools share one pool of 32 slots, and workers poll every 5 ms.
+BASELINE_ENV = {"INCREMENTAL_MAX_JOBS": "32", "INCREMENTAL_POLL_DELAY": "0.005"}
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
