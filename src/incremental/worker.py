@@ -109,7 +109,7 @@ from .adapters._arq import (
     json_serializer,
     resilient,
 )
-from .adapters._arq_worker import Worker, make_worker
+from .adapters._arq_worker import CLAIMS_LEASE, Worker, make_worker
 from .adapters._model_clients import as_model_client
 from .events import JobHandedOverEvent
 from .pipeline._deadlines import HandedOver, StreamLimits
@@ -254,7 +254,7 @@ def worker_options(
 
     async def run_tool_job(ctx: dict[str, Any], job: dict[str, Any]) -> str:
         svc: Services = ctx["services"]
-        async with job_lease(ctx["redis"], ctx.get("job_id"), lease) as held:
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease)) as held:
             await _unless_running_elsewhere(ctx, held)
             try:
                 return await run_tool(svc, job, token=held.token if held else uuid.uuid4().hex)
@@ -264,7 +264,7 @@ def worker_options(
                 raise
 
     async def stream_turn_job(ctx: dict[str, Any], run_id: str, turn: int, generation: int = 0) -> str:
-        async with job_lease(ctx["redis"], ctx.get("job_id"), lease) as held:
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease)) as held:
             await _unless_running_elsewhere(ctx, held)
             try:
                 return await stream_turn(ctx["services"], run_id, turn, generation)
@@ -273,7 +273,8 @@ def worker_options(
                 raise Retry() from None
 
     async def monitor_turn_job(ctx: dict[str, Any], run_id: str, turn: int, check: int) -> str:
-        return await monitor_turn(ctx["services"], run_id, turn, check)
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease)):
+            return await monitor_turn(ctx["services"], run_id, turn, check)
 
     async def unreadable(ctx: dict[str, Any], why: str) -> str:
         return await unreadable_job(ctx["services"], str(ctx.get("job_id")), why)
@@ -299,10 +300,16 @@ def worker_options(
         "queue_name": queue or _env("INCREMENTAL_QUEUE", default_queue_name),
         "keep_result": 3600,
         "health_check_interval": 30,
+        "lease_s": lease,
         "ctx": {_CTX: {"shutdown_grace_s": grace, "stream_timeout_s": limits.total_s}},
     }
     options.update(arq_options)
     return options
+
+
+def _claimed(ctx: dict[str, Any], lease_s: float) -> bool:
+    """Whether the worker's claim of this job already holds it for a lease (incremental's ``Worker``)."""
+    return bool(ctx.get(CLAIMS_LEASE) == lease_s)
 
 
 async def _unless_running_elsewhere(ctx: dict[str, Any], held: Lease | None) -> None:

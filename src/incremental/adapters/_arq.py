@@ -303,17 +303,27 @@ def _text(value: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def job_lease(pool: ArqRedis, job_id: str | None, lease_s: float) -> AsyncIterator[Lease | None]:
+async def job_lease(
+    pool: ArqRedis, job_id: str | None, lease_s: float, *, claimed: bool = False
+) -> AsyncIterator[Lease | None]:
     """For the block, hold this job's in-progress key ``lease_s`` seconds ahead (renewed every third of
-    it): if the worker dies, arq gives the job to another one ``lease_s`` after its last renewal."""
+    it): if the worker dies, arq gives the job to another one ``lease_s`` after its last renewal.
+    ``claimed``: the worker's claim set the key ``lease_s`` ahead already (incremental's ``Worker``
+    does), so the first renewal is due a third of a lease from now; a job shorter than that sends
+    nothing for its lease."""
     if not job_id or lease_s <= 0:
         yield None
         return
     lease = Lease(pool, job_id, lease_s)
+    renewed = False
 
     async def renew() -> None:
+        nonlocal renewed
+        if claimed:
+            await asyncio.sleep(lease_s / 3)
         while True:
             try:
+                renewed = True
                 await lease.renew()
             except REDIS_ERRORS as exc:
                 logger.warning("could not renew the lease of job %s: %s", job_id, exc)
@@ -325,10 +335,11 @@ async def job_lease(pool: ArqRedis, job_id: str | None, lease_s: float) -> Async
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        try:
-            await lease.release()
-        except REDIS_ERRORS as exc:
-            logger.warning("could not release the lease of job %s: %s", job_id, exc)
+        if renewed:  # only a renewal writes the heartbeat that release takes back
+            try:
+                await lease.release()
+            except REDIS_ERRORS as exc:
+                logger.warning("could not release the lease of job %s: %s", job_id, exc)
 
 
 async def enqueue_tool(pool: ArqRedis, job: ToolJob) -> bool:

@@ -33,12 +33,14 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
 
-__all__ = ["TURN_JOB_PREFIXES", "Worker", "make_worker", "wake_key"]
+__all__ = ["CLAIMS_LEASE", "TURN_JOB_PREFIXES", "Worker", "make_worker", "wake_key"]
 
 logger = logging.getLogger(__name__)
 
 TURN_JOB_PREFIXES = ("inc:stream:", "inc:monitor:")  # the jobs that take turn slots, not tool slots
-_WAKE_MAX = 10_000  # a wake list nobody pops (every worker busy) is trimmed to this many ids
+CLAIMS_LEASE = "incremental_claim_lease_s"  # in the worker's ctx: its claims hold a job for this long
+_WAKE_MAX = 10_000
+_DUE_MARGIN_MS = 50  # a wake list nobody pops (every worker busy) is trimmed to this many ids
 
 # Claim each id that is due and not in progress (mark it in progress); 0 for the others, else its score.
 _CLAIM = """
@@ -79,15 +81,18 @@ class Worker(ArqWorker):
 
     ``max_jobs``: the tool slots. ``turn_slots``: slots for stream and monitor jobs. ``wake``: False
     keeps arq's polling (every ``poll_delay``). ``sweep_s``: how often the whole queue is read anyway.
-    ``idle_s``: the longest a wait for a push lasts before the worker looks at the queue's due times."""
+    ``idle_s``: the longest a wait for a push lasts before the worker looks at the queue's due times.
+    ``lease_s``: a claim marks a job in progress this far ahead (its job's lease renews it; see
+    ``adapters._arq.job_lease``), instead of for arq's whole job timeout."""
 
     def __init__(
         self,
         *args: Any,
         turn_slots: int = 1000,
         wake: bool = True,
-        sweep_s: float = 5.0,
+        sweep_s: float = 2.0,
         idle_s: float = 1.0,
+        lease_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         tool_slots = int(kwargs.get("max_jobs", 10))
@@ -102,8 +107,13 @@ class Worker(ArqWorker):
         self._next_sweep = 0.0
         self._seen_ms = 0  # due times up to here have been read
         self._next_due_ms: int | None = None
+        self._recent: set[str] = set()  # the ids the last due read brought
         self._claim: Any = None
         self._due: Any = None
+        # A claim marks the job in progress for one lease (its job renews it), else for arq's timeout.
+        self.claim_ms = int((lease_s or self.in_progress_timeout_s) * 1000)
+        if lease_s:
+            self.ctx[CLAIMS_LEASE] = lease_s
 
     # ------------------------------------------------------------------ slots
 
@@ -152,10 +162,8 @@ class Worker(ArqWorker):
             return left
         if self._claim is None:
             self._claim = self.pool.register_script(_CLAIM)
-        in_progress_ms = int(self.in_progress_timeout_s * 1000)
         scores = await self._claim(
-            keys=[self.queue_name, in_progress_key_prefix],
-            args=[timestamp_ms(), in_progress_ms, *chosen],
+            keys=[self.queue_name, in_progress_key_prefix], args=[timestamp_ms(), self.claim_ms, *chosen]
         )
         for job_id, score in zip(chosen, scores, strict=True):
             if not score:
@@ -222,14 +230,26 @@ class Worker(ArqWorker):
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def _read_due(self) -> list[str]:
-        """The jobs that became due since the last read (deferred ones), and when the next one is."""
+        """The jobs that became due since the last read (deferred ones), and when the next one is.
+
+        Each read looks ``_DUE_MARGIN_MS`` further back than the last one reached, for a job whose
+        enqueue landed a little after the time it carries; the ids that margin brings again are
+        dropped here. A job that lands later still (or is queued again under an old score) is the
+        sweep's."""
         if self._due is None:
             self._due = self.pool.register_script(_DUE)
         now = timestamp_ms()
-        ids, nxt = await self._due(keys=[self.queue_name], args=[self._seen_ms, now, self.queue_read_limit])
+        since = max(self._seen_ms - _DUE_MARGIN_MS, 0)
+        ids, nxt = await self._due(keys=[self.queue_name], args=[since, now, self.queue_read_limit])
         self._seen_ms = now
         self._next_due_ms = int(float(nxt)) if nxt else None
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        fresh = []
+        for raw in ids:
+            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if job_id not in self._recent:
+                fresh.append(job_id)
+        self._recent = {i.decode() if isinstance(i, bytes) else str(i) for i in ids}
+        return fresh
 
     def _reap(self) -> None:
         """Forget finished tasks (re-raising what failed in arq's own bookkeeping, as arq does)."""
@@ -242,7 +262,7 @@ class Worker(ArqWorker):
 def make_worker(settings_cls: Any, **overrides: Any) -> Worker:
     """A ``Worker`` from a ``WorkerSettings`` class (as ``arq.worker.create_worker`` makes arq's)."""
     values = {**get_kwargs(settings_cls), **overrides}
-    for name in ("turn_slots", "wake", "sweep_s", "idle_s"):
+    for name in ("turn_slots", "wake", "sweep_s", "idle_s", "lease_s"):
         if hasattr(settings_cls, name) and name not in overrides:
             values[name] = getattr(settings_cls, name)
     return Worker(**values)

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import aclosing, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from ..adapters._arq import ToolJob
@@ -163,26 +163,27 @@ async def listening(
     svc: Services, run_id: str, wants: Wants, on_cancel: Callable[[str], None]
 ) -> AsyncIterator[None]:
     """For the duration of the block, call ``on_cancel(reason)`` (once) when a control entry is for us."""
-    task = asyncio.create_task(_listen(svc, run_id, wants, on_cancel), name=f"control:{run_id}")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.wait([task])
+    fired: list[str] = []
 
+    def deliver(entry: dict[str, Any]) -> None:
+        reason = wants(entry)
+        if reason is not None and not fired:
+            fired.append(reason)
+            on_cancel(reason)
 
-async def _listen(svc: Services, run_id: str, wants: Wants, on_cancel: Callable[[str], None]) -> None:
     try:
-        async with aclosing(svc.control.entries(run_id)) as entries:
-            async for entry in entries:
-                reason = wants(entry)
-                if reason is not None:
-                    on_cancel(reason)
-                    return
+        follow = svc.control.follow(run_id, deliver)
+        await follow.__aenter__()
     except Exception:
         logger.warning(
             "control channel of run %s failed: cancels will not reach this job", run_id, exc_info=True
         )
+        yield
+        return
+    try:
+        yield
+    finally:
+        await follow.__aexit__(None, None, None)
 
 
 class Interrupted(Exception):

@@ -1,0 +1,178 @@
+"""incremental's arq ``Worker`` (push wake-ups, slots by kind, one claim per batch) and the control
+channel's one subscription per process, on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from arq import func
+from arq.connections import RedisSettings
+from redis.asyncio import Redis
+
+from incremental import MessagesClient, Runner
+from incremental.adapters._arq import _enqueue, connect, json_deserializer, json_serializer
+from incremental.adapters._control import RedisControl
+from incremental.testing import FakeMessagesAPIFactory
+from incremental.worker import Worker
+
+from . import _toolsets
+from ._faults import GO, REQUEST, final_turn, tool_turn
+
+TIMEOUT_S = 30.0
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+async def count_run(ctx: dict[str, Any], key: str) -> int:
+    return int(await ctx["redis"].incr(key))
+
+
+def plain_worker(redis_url: str, queue: str, **options: Any) -> Worker:
+    return Worker(
+        functions=[func(count_run, name="count_run")],
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        queue_name=queue,
+        handle_signals=False,
+        job_serializer=json_serializer,
+        job_deserializer=json_deserializer,
+        **options,
+    )
+
+
+async def test_pushed_and_deferred_jobs_start_without_reading_the_whole_queue(redis_url: str) -> None:
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    worker = plain_worker(redis_url, queue, sweep_s=3600)  # after the first: only pushes and due times
+    task = asyncio.create_task(worker.main())
+    try:
+        pushed, deferred = unique("pushed"), unique("deferred")
+        assert await _enqueue(pool, "count_run", pushed, _job_id=pushed)
+        later = await pool.enqueue_job("count_run", deferred, _job_id=deferred, _defer_by=0.5)  # no push
+        assert later is not None
+        for job_id in (pushed, deferred):
+            assert await asyncio.wait_for(_result(pool, job_id), TIMEOUT_S) == 1
+    finally:
+        await worker.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.aclose()
+
+
+async def test_a_job_no_push_announced_is_found_by_the_sweep(redis_url: str) -> None:
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    worker = plain_worker(redis_url, queue, sweep_s=0.5)
+    task = asyncio.create_task(worker.main())
+    try:
+        plain = unique("plain")
+        assert await pool.enqueue_job("count_run", plain, _job_id=plain) is not None  # arq's: no push
+        assert await asyncio.wait_for(_result(pool, plain), TIMEOUT_S) == 1
+    finally:
+        await worker.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.aclose()
+
+
+async def _result(pool: Any, job_id: str) -> Any:
+    from arq.jobs import Job
+
+    job = Job(job_id, pool, _queue_name=pool.default_queue_name, _deserializer=json_deserializer)
+    return await job.result(poll_delay=0.05)
+
+
+async def test_two_workers_claim_each_of_many_jobs_once(redis_url: str) -> None:
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    workers = [plain_worker(redis_url, queue, max_jobs=7) for _ in range(2)]
+    tasks = [asyncio.create_task(w.main()) for w in workers]
+    try:
+        keys = [unique("job") for _ in range(60)]
+        for key in keys:
+            assert await _enqueue(pool, "count_run", key, _job_id=key)
+        results = await asyncio.wait_for(asyncio.gather(*(_result(pool, k) for k in keys)), TIMEOUT_S)
+        assert results == [1] * len(keys)  # each ran once: its counter went to 1, never 2
+        assert sum(w.jobs_complete for w in workers) == len(keys)
+    finally:
+        for w in workers:
+            await w.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.aclose()
+
+
+async def test_tools_run_while_streams_are_open_even_with_one_tool_slot(
+    redis_url: str, fake_messages_api: FakeMessagesAPIFactory
+) -> None:
+    """Two runs stream at once on a worker with a single tool slot: each stream stays open long after
+    its call was dispatched, and both calls still run. With streams and tools in one pool of slots,
+    the first stream would hold the only slot and nothing else could start."""
+    turns = [tool_turn([(unique("toolu"), "sleepy", {"seconds": 0})], gap_s=600), final_turn()]
+    api = await fake_messages_api(turns, speed=1.0)
+    client = MessagesClient(base_url=api.url, api_key="test")
+    queue = unique("q")
+    runner = Runner(
+        tools={"test": _toolsets.registry},
+        redis_url=redis_url,
+        workers=1,
+        model_client=client,
+        queue=queue,
+        max_jobs=1,
+        turn_slots=4,
+    )
+    await runner.open()
+    try:
+        runs = [await runner.start(GO, **REQUEST, max_turns=2) for _ in range(2)]
+
+        async def completed_while_streaming(run: Any) -> bool:
+            async for event in run.events():
+                if event.kind == "tool_completed":
+                    return True
+                if event.kind in ("message_stopped", "stream_closed"):
+                    return False
+            return False
+
+        done = await asyncio.wait_for(
+            asyncio.gather(*(completed_while_streaming(r) for r in runs)), TIMEOUT_S
+        )
+        assert done == [True, True]
+        for run in runs:
+            await run.cancel()
+    finally:
+        await runner.aclose()
+        await client.aclose()
+
+
+async def test_a_cancel_sent_while_the_subscription_is_down_still_arrives_once(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    control = RedisControl(redis)
+    run_id = unique("run")
+    got: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    def deliver(entry: dict[str, Any]) -> None:
+        got.append(entry)
+        arrived.set()
+
+    try:
+        await control.send(run_id, "cancel_tool", tool_use_id="before", reason="sent before")
+        async with control.follow(run_id, deliver):
+            await asyncio.wait_for(arrived.wait(), TIMEOUT_S)  # what was sent before is read first
+            assert [e["tool_use_id"] for e in got] == ["before"]
+            arrived.clear()
+            await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            await control.send(run_id, "cancel_run", reason="sent while cut off")
+            await asyncio.wait_for(arrived.wait(), TIMEOUT_S)
+            assert [e["kind"] for e in got] == ["cancel_tool", "cancel_run"]
+            arrived.clear()
+            await control.send(run_id, "cancel_tool", tool_use_id="after", reason="sent after")
+            await asyncio.wait_for(arrived.wait(), TIMEOUT_S)
+        assert [e.get("tool_use_id") for e in got] == ["before", None, "after"]  # each once, in order
+    finally:
+        await control.aclose()
+        await redis.aclose()
