@@ -248,8 +248,20 @@ async def one_load(
     }
 
 
+async def workers_up(redis: Redis, workers: int, timeout: float = 120) -> None:
+    """Until every worker process has connected and run its first loop (its health check is written)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        clients = await redis.client_list()
+        names = [c for c in clients if c.get("lib-name") == "redis-py" and c.get("cmd") != "client|list"]
+        if await redis.exists("arq:queue:health-check") and len(names) >= workers:
+            await asyncio.sleep(2.0)  # their start-up commands are done with
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{workers} worker(s) did not start within {timeout:g} s")
+
+
 async def idle_rate(redis: Redis, workers: int, seconds: float) -> float:
-    await asyncio.sleep(1.0)  # let start-up settle
     before = (await command_counts(redis))[0]
     await asyncio.sleep(seconds)
     after = (await command_counts(redis))[0]
@@ -264,6 +276,7 @@ async def measure(
     rows: list[dict[str, Any]] = []
     try:
         async with Runner(tools={"app": app_registry}, redis_url=url, workers=0) as runner:
+            await workers_up(redis, args.workers)
             idle = await idle_rate(redis, args.workers, args.idle_s)
             with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
                 for n in args.n:

@@ -53,7 +53,7 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                                                 ``queue="gpu"`` runs only on workers of that queue
     on_startup(state), on_shutdown(state)       your hooks; ``state`` is ``ToolContext.state``
     monitor_interval_s                          seconds between the safety net's checks of a turn
-                                                (default 2): how soon a lost stream job is noticed, and
+                                                (default 5): how soon a lost stream job is noticed, and
                                                 how late past its deadline a turn may continue
 
 How they fit together. A killed worker's tool comes back after ``lease_s`` (30 s), far inside the
@@ -211,7 +211,7 @@ def worker_options(
     stream_headers_timeout: float | None = None,
     lease_s: float | None = None,
     shutdown_grace_s: float | None = None,
-    monitor_interval_s: float = 2.0,
+    monitor_interval_s: float = 5.0,
     **arq_options: Any,
 ) -> dict[str, Any]:
     """Keyword arguments for incremental's ``Worker`` (``adapters._arq_worker``; ``settings`` and the

@@ -191,7 +191,9 @@ class Worker(ArqWorker):
             return
         if self.allow_pick_jobs and self._has_room():
             pushed = await self._wait_for_push(loop)
-            due = await self._read_due()
+            # The due times are read when a wait ran out or the next known one has come: a deferred job
+            # enqueued since the last read is due later than that (it was deferred), or within idle_s.
+            due = await self._read_due() if not pushed or self._due_now() else []
             left = await self._start([*pushed, *due])
             if left and pushed:
                 # No room for these here: give the announcements back for another worker.
@@ -213,21 +215,22 @@ class Worker(ArqWorker):
             wait = min(wait, max((self._next_due_ms - timestamp_ms()) / 1000, 0.0))
         return wait
 
+    def _due_now(self) -> bool:
+        return self._next_due_ms is not None and self._next_due_ms <= timestamp_ms()
+
     async def _wait_for_push(self, loop: asyncio.AbstractEventLoop) -> list[str]:
-        """The ids pushed since the last look: one blocking pop (up to the next due time), then the rest."""
+        """The next id pushed: one blocking pop, for up to the next due time (a burst of pushes is one
+        pop each, and each pop starts its job at once)."""
         wait = self._wait_s(loop)
         if wait <= 0.001:
             first = await self.pool.lpop(self.wake_key)  # type: ignore[misc]
-            if first is None:
-                return []
         else:
-            popped = await self.pool.blpop([self.wake_key], timeout=max(wait, 0.01))  # type: ignore[arg-type,misc]
-            if popped is None:
-                return []
-            first = popped[1]
-        more = await self.pool.lpop(self.wake_key, 100)  # type: ignore[misc]
-        ids = [first, *(more or [])]
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+            timeout: Any = max(wait, 0.01)
+            popped = await self.pool.blpop([self.wake_key], timeout=timeout)  # type: ignore[misc]
+            first = popped[1] if popped else None
+        if first is None:
+            return []
+        return [first.decode() if isinstance(first, bytes) else str(first)]
 
     async def _read_due(self) -> list[str]:
         """The jobs that became due since the last read (deferred ones), and when the next one is.

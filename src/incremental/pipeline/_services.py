@@ -50,7 +50,7 @@ class Services:
     registries: Mapping[str, ToolRegistry] = field(default_factory=dict)
     model_client: ModelClient | None = None
     state: dict[str, Any] = field(default_factory=dict)
-    monitor_interval_s: float = 2.0
+    monitor_interval_s: float = 5.0
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
     drain: Drain = field(default_factory=Drain)
     _simulated: dict[str, ToolRegistry] = field(default_factory=dict)
