@@ -211,7 +211,8 @@ async def job_known(pool: ArqRedis, job_id: str) -> bool:
 
 
 # arq's enqueue, as one atomic call: refused (0) when the job or its result exists; else the job is
-# stored and queued, and (when it is due now) its id is pushed for a worker that waits on the wake list.
+# stored and queued, and announced on the wake list a worker waits on: its id when it is due now, else
+# "~" and its id (a deferred job: the worker learns when the queue's next job is due).
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
@@ -220,8 +221,10 @@ redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
 if ARGV[4] == '1' then
   redis.call('RPUSH', KEYS[4], ARGV[5])
-  redis.call('LTRIM', KEYS[4], -10000, -1)
+else
+  redis.call('RPUSH', KEYS[4], '~' .. ARGV[5])
 end
+redis.call('LTRIM', KEYS[4], -10000, -1)
 return 1
 """
 

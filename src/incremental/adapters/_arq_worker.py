@@ -7,11 +7,12 @@ model streams alike, so tools queue behind streams that only wait on the network
 
 This worker runs the same jobs, from the same queue, with three changes:
 
-- **Push.** Whoever enqueues a job that is due now also pushes its id onto ``inc:wake:{queue}``
-  (``adapters._arq``); an idle worker waits on that list with a blocking pop, so a job starts within a
-  round trip of its enqueue. Jobs deferred to later (the safety net's checks, retries) are found by a
-  read of the queue's next due time, which bounds each wait; a full read of the queue every ``sweep_s``
-  finds what no push announced (a job whose worker was killed comes back when its lease runs out).
+- **Push.** Whoever enqueues a job also pushes its id onto ``inc:wake:{queue}`` (``adapters._arq``);
+  an idle worker waits on that list with a blocking pop, so a job starts within a round trip of its
+  enqueue. A deferred job (the safety net's checks) is announced as ``~id``: the worker reads when the
+  queue's next job is due, which bounds its waits from then on. A full read of the queue every
+  ``sweep_s`` finds what no push announced (a job whose worker was killed comes back when its lease
+  runs out; a job enqueued by plain arq).
 - **Slots by kind.** Tool jobs get ``max_jobs`` slots; the jobs that drive turns (``stream_turn``, the
   monitor) get ``turn_slots`` more of their own: a model stream costs a task and a socket, not a slot
   a tool could use.
@@ -25,6 +26,7 @@ check. Plain ``arq yourmodule.WorkerSettings`` still runs these jobs (polling, o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -181,6 +183,12 @@ class Worker(ArqWorker):
         if not self.wake:
             return await super()._poll_iteration()
         loop = asyncio.get_running_loop()
+        if not self.allow_pick_jobs or self._pool is None:
+            # Stopping (``drain_worker``, ``close``): no new job, and no Redis call that could race the
+            # pool's closing; only the running jobs are waited for.
+            await self._wait_freed(self.idle_s)
+            self._reap()
+            return
         if loop.time() >= self._next_sweep:
             # The whole queue: what no push announced. arq's iteration reads it and calls start_jobs.
             self._next_sweep = loop.time() + self.sweep_s
@@ -190,10 +198,11 @@ class Worker(ArqWorker):
             await self._read_due()
             return
         if self.allow_pick_jobs and self._has_room():
-            pushed = await self._wait_for_push(loop)
-            # The due times are read when a wait ran out or the next known one has come: a deferred job
-            # enqueued since the last read is due later than that (it was deferred), or within idle_s.
-            due = await self._read_due() if not pushed or self._due_now() else []
+            popped = await self._wait_for_push(loop)
+            pushed = [job_id for job_id in popped if not job_id.startswith("~")]
+            # The due times are read when a wait ran out, a deferred job was announced ("~id"), or the
+            # next known due time has come.
+            due = await self._read_due() if len(pushed) < len(popped) or not popped or self._due_now() else []
             left = await self._start([*pushed, *due])
             if left and pushed:
                 # No room for these here: give the announcements back for another worker.
@@ -201,13 +210,18 @@ class Worker(ArqWorker):
                 if back:
                     await self.pool.lpush(self.wake_key, *reversed(back))  # type: ignore[misc]
         else:
-            self._freed.clear()
-            try:
-                await asyncio.wait_for(self._freed.wait(), timeout=self._wait_s(loop))
-            except TimeoutError:
-                pass
+            await self._wait_freed(self._wait_s(loop))
         self._reap()
         await self.heart_beat()
+
+    async def _wait_freed(self, seconds: float) -> None:
+        """Until a running job ends (a slot is free), for at most ``seconds``."""
+        self._freed.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for can swallow the loop's own cancel
+        # (``close``) when the event is set at the same moment, and the loop would never stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._freed.wait()
 
     def _wait_s(self, loop: asyncio.AbstractEventLoop) -> float:
         wait = min(self.idle_s, max(self._next_sweep - loop.time(), 0.0))

@@ -63,7 +63,6 @@ from ..events import (
     StreamFailedEvent,
     StreamOpenedEvent,
     StreamRetryEvent,
-    TextDeltaEvent,
     ToolFieldCompletedEvent,
     ToolHeldEvent,
     ToolInputStartedEvent,
@@ -87,6 +86,7 @@ from ..tools import (
     plan_call,
     refuse_rejected,
 )
+from ._coalesce import TextBuffer
 from ._control import Interrupt, Interrupted, listening, run_cancel, tool_cancel
 from ._deadlines import GuardedClient, HandedOver
 from ._flow import advance_chain, continue_run, dispatch, end_run, finish_result, input_preview
@@ -300,6 +300,7 @@ class _TurnState:
         self.outcome = "streaming"
         self.workspace: Path | None = None  # the run's: concurrency keys may name real files in it
         self.queue: str | None = None  # the run's: where its monitor jobs go
+        self.text = TextBuffer(svc.events.append, run_id, turn)
 
     async def log(self, event: RunEventModel) -> None:
         await self.svc.events.append(event)
@@ -316,25 +317,34 @@ class _TurnState:
                 StreamOpenedEvent(run_id=self.run_id, turn=self.turn, request_id=stream.request_id)
             )
             events = aiter(stream)
-            while True:
-                with interrupt.point():
-                    obj = await anext(events, None)
-                if obj is None:
-                    break
-                chunk = self.parser.feed(obj) if isinstance(obj, bytes) else self.parser.feed_event(obj)
-                for event in chunk:
-                    await self.handle(event)
-                if self.parser.error is not None:
-                    break
+            try:
+                while True:
+                    with interrupt.point():
+                        obj = await anext(events, None)
+                    if obj is None:
+                        break
+                    chunk = self.parser.feed(obj) if isinstance(obj, bytes) else self.parser.feed_event(obj)
+                    async with self.text.lock:
+                        for event in chunk:
+                            await self.handle(event)
+                    if self.parser.error is not None:
+                        break
+            finally:
+                await self.text.close()
         if self.parser.error is None:
             for event in self.parser.end():
                 await self.handle(event)
+            await self.text.flush()
 
     async def handle(self, event: Event) -> None:
+        """Log (and act on) one event of the stream. Text is gathered (``TextBuffer``) and written before
+        the next event of any other kind, so the log keeps the stream's order."""
         run_id, turn = self.run_id, self.turn
         if isinstance(event, TextDelta):
-            await self.log(TextDeltaEvent(run_id=run_id, turn=turn, index=event.index, text=event.text))
-        elif isinstance(event, BlockStarted):
+            self.text.add(event.index, event.text)
+            return
+        await self.text.flush()
+        if isinstance(event, BlockStarted):
             if event.tool_id is not None:
                 self.names[event.tool_id] = event.tool_name or ""
                 if event.block_type == "tool_use":  # a client call: cancel_tool can find it from now on
