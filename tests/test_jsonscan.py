@@ -485,3 +485,67 @@ def test_many_small_fragments_are_joined_as_they_come_and_nothing_changes() -> N
     assert len(s._chunks) < 300  # joined every 256 fragments, not kept apart
     assert fields == list(doc.items()) and s.value() == doc and s.text() == text
     assert s._work <= 4 * len(text) + 20 * (len(text) // 3)
+
+
+# -- long string values: decoded as they arrive, their text kept compressed ---------------------------
+
+
+def _retiring(pieces: Iterable[str], at: int) -> tuple[JsonScanner, list[tuple[str, object]]]:
+    scanner = JsonScanner()
+    scanner._retire_min = at  # the threshold, made tiny so that short documents take this path
+    fields: list[tuple[str, object]] = []
+    for piece in pieces:
+        fields.extend(scanner.feed(piece))
+    return scanner, fields
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_decoding_a_string_value_as_it_arrives_changes_nothing(data: st.DataObject) -> None:
+    text = data.draw(documents())
+    at = data.draw(st.integers(1, 8))
+    whole, whole_fields = run([text])
+    for pieces in (split(text, data.draw(_cuts(text))), list(text)):
+        s, fields = _retiring(pieces, at)
+        assert s.error is None and s.complete
+        assert tag(fields) == tag(whole_fields)
+        assert tag(s.value()) == tag(whole.value())
+        assert s.text() == text and s.size == len(text)
+        assert tag(s.preview()) == tag(whole.preview())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_previews_and_errors_are_the_same_when_string_values_are_decoded_as_they_arrive(
+    data: st.DataObject,
+) -> None:
+    text = data.draw(documents())
+    bad = _mutate(
+        text,
+        data.draw(st.integers(0, len(text))),
+        data.draw(st.integers(0, 2)),
+        data.draw(st.sampled_from(list('{}[]":,\\ 0-.e+tfnu1\x01x'))),
+    )
+    at = data.draw(st.integers(1, 8))
+    pieces = split(bad, data.draw(_cuts(bad)))
+    plain, retiring = JsonScanner(), JsonScanner()
+    retiring._retire_min = at
+    for piece in pieces:
+        assert tag(retiring.feed(piece)) == tag(plain.feed(piece))
+        for mode in (True, False):
+            assert tag(retiring.preview(trailing_strings=mode)) == tag(plain.preview(trailing_strings=mode))
+    assert retiring.error == plain.error and retiring.complete == plain.complete
+    assert retiring.text() == plain.text() == bad
+
+
+@pytest.mark.parametrize("step", [997, 4096, 65_537])
+def test_a_long_string_value_is_held_once_decoded_with_its_text_compressed(step: int) -> None:
+    # Escapes and surrogate pairs fall on every kind of cut; the value decodes the same, the text is
+    # given back exactly, and the raw text is not held beside the value.
+    content = ('line "quoted" \\ naïve ✓ 😀\t\n' * 40_000)[:1_000_000]
+    doc = {"path": "a.txt", "content": content, "n": 7}
+    text = json.dumps(doc)  # ensure_ascii: every non-ASCII character is an escape, 😀 a pair of them
+    s, fields = run(text[i : i + step] for i in range(0, len(text), step))
+    assert fields == list(doc.items()) and s.value() == doc
+    assert s._archive and sum(len(c) for c in s._chunks) < len(text) // 4  # compressed, not kept
+    assert s.text() == text and s.preview() == doc

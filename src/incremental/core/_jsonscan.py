@@ -29,7 +29,13 @@ handed to a recursive decoder safely. A syntax error freezes the state as it was
 offending character and records ``_error`` / ``_error_at``; later fragments are only buffered.
 
 Memory: the fragments are kept as a list and joined once when the text is asked for; the joined text
-then replaces them (``text()``), so the scanner never holds two copies.
+then replaces them (``text()``), so the scanner never holds two copies. A top-level string value is the
+one thing that grows large (a file's content): once ``_RETIRE_MIN`` characters of it are undecoded, what
+has arrived is decoded and appended to the value so far (a string with one reference, which CPython
+extends in place), and the text up to there is kept zlib-compressed (``_archive``). A cut escape, and an
+escaped high surrogate whose low half may follow, wait for the next fragment, so the value is what one
+decode of the whole string gives. The value is then held once, not beside its text; ``text()`` and
+``preview()`` decompress for the call.
 
 Fields: while the document is an object, a member of that top-level object is reported by :meth:`feed`
 when its value completes -- a string at its closing quote, an object/array at its closing bracket, a
@@ -53,6 +59,7 @@ from __future__ import annotations
 import json
 import json.decoder
 import re
+import zlib
 from typing import Final
 
 MAX_DEPTH: Final = 512
@@ -112,6 +119,8 @@ _scanstring: Final = json.decoder.scanstring  # type: ignore[attr-defined]
 _COMPACT_MIN: Final = 64 * 1024  # a value at least this long, over several chunks, is decoded in place
 _COMPACT_PREFIX: Final = 64 * 1024  # ... if at most this much of its first chunk comes before it
 _LOOSE_MAX: Final = 256  # fragments kept apart before they are joined into one chunk
+_RETIRE_MIN: Final = 256 * 1024  # undecoded characters of an open top-level string value before it is
+# decoded so far and its text compressed (see "Memory" in the module docstring)
 
 
 class JsonScanner:
@@ -146,6 +155,15 @@ class JsonScanner:
         # The top-level object as its members complete (None once it cannot be had strictly: the text
         # is not an object, or a member holds what strict JSON refuses, such as 1e400 or a huge int).
         self._object: dict[str, object] | None = {}
+        # A long top-level string value, decoded as it arrives: the text before ``_archived`` is kept
+        # zlib-compressed in ``_archive``; ``_chunks`` hold the rest. ``_vacc`` is the value decoded
+        # so far (``_vretired``: the value began in the archive), ``_dec_from`` where decoding resumes.
+        self._archive: list[bytes] = []
+        self._archived = 0
+        self._vacc = ""
+        self._vretired = False
+        self._dec_from = 0
+        self._retire_min = _RETIRE_MIN
         self._work = 0  # loop steps + characters joined for decoding; lets tests check linearity
 
     # -- public API -------------------------------------------------------------------------------
@@ -183,11 +201,16 @@ class JsonScanner:
         return self._object
 
     def text(self) -> str:
-        """The whole text fed so far. The fragments are joined and replaced by the joined text."""
-        if not self._chunks:
-            return ""
-        self._join_from(0)
-        return self._chunks[0]
+        """The whole text fed so far. The fragments are joined and replaced by the joined text (the
+        compressed part, if any, is decompressed for the call, not kept)."""
+        if self._chunks:
+            self._join_from(0)
+        live = self._chunks[0] if self._chunks else ""
+        if not self._archive:
+            return live
+        parts = [zlib.decompress(z).decode("utf-8", "surrogatepass") for z in self._archive]
+        parts.append(live)
+        return "".join(parts)
 
     def _join_from(self, start: int) -> None:
         """Join ``chunks[start:]`` into one chunk (between scans), the current token's start kept right."""
@@ -217,6 +240,15 @@ class JsonScanner:
         out: list[tuple[str, object]] = []
         self._ci, self._shift = len(self._chunks) - 1, 0
         self._scan(fragment, base, self._ci, out)
+        if (
+            self._size - self._dec_from >= self._retire_min
+            and (self._state == _STRING or self._state == _ESCAPE)
+            and not self._is_key
+            and self._error is None
+            and len(self._stack) == 1
+            and self._stack[0] == "{"
+        ):
+            self._retire()
         return out
 
     def preview(self, *, trailing_strings: bool = True) -> object:
@@ -291,6 +323,44 @@ class JsonScanner:
         self._vchunk, self._voff = self._ci, 0
         return joined, 0, self._shift + end
 
+    def _retire(self) -> None:
+        """An open top-level string value grew long: decode what arrived of it (up to a point where
+        decoding apart gives what decoding joined would), add that to the value, and keep the text up
+        to there compressed. The value is then held once, as it will be returned, not beside its text."""
+        archived = self._archived
+        cut = self._esc_start if self._state == _ESCAPE else self._size  # a cut escape waits
+        live = self._chunks[0] if len(self._chunks) == 1 else "".join(self._chunks)
+        if len(self._chunks) > 1:
+            self._work += len(live)
+        start, stop = self._dec_from - archived, cut - archived
+        if stop - 6 >= start and _HIGH_SURROGATE.fullmatch(live, stop - 6, stop):
+            # An escaped high surrogate waits for its low half: decoded together they are one character.
+            run = stop - 6
+            while run > start and live[run - 1] == "\\":
+                run -= 1
+            if (stop - 6 - run) % 2 == 0:
+                stop -= 6
+                cut -= 6
+        if stop <= start:
+            return
+        self._grow_value(_scanstring(live[start:stop] + '"', 0)[0])
+        self._archive.append(zlib.compress(live[:stop].encode("utf-8", "surrogatepass"), 1))
+        rest = live[stop:]
+        del live
+        self._chunks = [rest] if rest else []
+        self._archived = self._dec_from = cut
+        self._vretired = True
+        self._vchunk = self._voff = 0  # the rest of the value begins the first chunk
+        self._loose = len(self._chunks)
+
+    def _grow_value(self, piece: str) -> str:
+        """Append to the string value decoded so far; returns it."""
+        acc = self._vacc
+        self._vacc = ""  # the only reference is then ``acc``: CPython extends such a string in place
+        acc += piece
+        self._vacc = acc
+        return acc
+
     def _scan(self, frag: str, base: int, ci: int, out: list[tuple[str, object]]) -> None:
         n = len(frag)
         pos = 0
@@ -315,7 +385,13 @@ class JsonScanner:
                         self._commit = base + pos
                         if field:  # a string member completes at its closing quote
                             text, start, _ = self._span(pos)
-                            member = (self._key, _scanstring(text, start + 1)[0])
+                            if self._vretired:  # its beginning is decoded already
+                                value = self._grow_value(_scanstring(text, start)[0])
+                                self._vacc, self._vretired = "", False
+                            else:
+                                value = _scanstring(text, start + 1)[0]
+                            del text
+                            member = (self._key, value)
                             out.append(member)
                             if self._object is not None:
                                 self._object[member[0]] = member[1]
@@ -393,6 +469,7 @@ class JsonScanner:
                 if c == '"':
                     self._is_key = False
                     self._str_start = base + pos
+                    self._dec_from = base + pos + 1
                     state = _STRING
                 elif c == "{" or c == "[":
                     if len(stack) >= self.max_depth:
