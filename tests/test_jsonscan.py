@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import tracemalloc
 from collections.abc import Iterable
 
 import jiter
@@ -549,3 +550,23 @@ def test_a_long_string_value_is_held_once_decoded_with_its_text_compressed(step:
     assert fields == list(doc.items()) and s.value() == doc
     assert s._archive and sum(len(c) for c in s._chunks) < len(text) // 4  # compressed, not kept
     assert s.text() == text and s.preview() == doc
+
+
+def test_a_long_string_value_costs_at_most_its_decoded_size_plus_a_fraction() -> None:
+    # The value of 4 MB of content with characters past U+00FF is 2 bytes a character; its JSON text
+    # (1 byte a character, escapes longer) is not held beside it: the peak stays well under 3x.
+    content = ('line "quoted" \\ naïve ✓\n' * 200_000)[: 4 * 1024 * 1024]
+    text = json.dumps({"path": "a.txt", "content": content})
+    del content
+    step = 64 * 1024
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        s = JsonScanner()
+        for i in range(0, len(text), step):
+            s.feed(text[i : i + step])
+        held, peak = (m - base for m in tracemalloc.get_traced_memory())
+    finally:
+        tracemalloc.stop()
+    chars = len(s.value()["content"])  # type: ignore[index, arg-type]
+    assert peak < 2.6 * chars and held < 2.6 * chars, (peak / chars, held / chars)
