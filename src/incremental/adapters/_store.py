@@ -12,8 +12,13 @@ Keys (all values JSON or plain strings; nothing pickled)::
                                          may run), deadline_paused (the pause that last held the deadline),
                                          dispatched ("1" once a call of the turn was handed to a worker:
                                          from then on the turn is never requested again), continued_by
-                                         (the tool_use id whose result completed the turn)
+                                         (the tool_use id whose result completed the turn),
+                                         stream_end ("message": the stream job reached message_stop;
+                                         "salvage": another job took the cut stream over)
     inc:turn:{run}:{n}:results    hash   tool_use_id -> ToolResult JSON (the result ledger: first write wins)
+    inc:turn:{run}:{n}:blocks     hash   index -> JSON {block, status, reason}: each content block of the
+                                         turn's message once it stopped (what a salvage rebuilds the
+                                         message from); dropped when the stream's end is recorded
     inc:exec:{run}:{id}           int    how many times the tool function was started for this id
     inc:run:{run}:starts          hash   tool_use_id -> "token|n": the job try that made start n (a retried
                                          command of the same try gets the same answer, not a new start)
@@ -111,15 +116,15 @@ end
 return {'ok', id}
 """
 
-# KEYS turn, results  ARGV 'release' (give the claim back: another job requests the turn afresh) or
-# 'restart' (this job requests it again), now. Only while nothing of the turn was dispatched; the
-# results of the earlier attempt (refusals, which never ran) are dropped with it.
+# KEYS turn, results, blocks  ARGV 'release' (give the claim back: another job requests the turn
+# afresh) or 'restart' (this job requests it again), now. Only while nothing of the turn was dispatched;
+# the results of the earlier attempt (refusals, which never ran) and its blocks are dropped with it.
 _RESTART_STREAM = """
 if redis.call('HGET', KEYS[1], 'dispatched') == '1' or redis.call('HGET', KEYS[1], 'sealed') == '1'
-   or redis.call('HGET', KEYS[1], 'continued') then
+   or redis.call('HGET', KEYS[1], 'continued') or redis.call('HEXISTS', KEYS[1], 'stream_end') == 1 then
   return 0
 end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 if ARGV[1] == 'release' then
   redis.call('HDEL', KEYS[1], 'stream_started')
 else
@@ -139,6 +144,49 @@ end
 return 'ok'
 """
 
+# The stream's blocks and its end. Whoever records the end of a turn's stream writes the message, in
+# one step with the seal (the ``_SEAL`` text, appended): the stream job at message_stop ("message"), or
+# a job that took a cut stream over ("salvage", after ``_TAKE_OVER``). Once a salvage has taken the
+# stream, its first job (a worker thought dead that still runs) can neither keep a block nor end it.
+
+# KEYS turn, blocks  ARGV index, block record JSON, ttl
+_KEEP_BLOCK = """
+if redis.call('HEXISTS', KEYS[1], 'stream_end') == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS turn  ARGV now. What a job that finds the turn's stream started by another may do: 'done' (sealed
+# or ended), 'asked' (nothing dispatched: ask again), 'message' (the stream reached message_stop, not
+# tool_use) with its stop_reason, or 'salvage' (the stream is this job's from now on) with the blocks.
+_TAKE_OVER = """
+if redis.call('HGET', KEYS[1], 'sealed') == '1' or redis.call('HGET', KEYS[1], 'continued') then
+  return {'done'}
+end
+local over = redis.call('HGET', KEYS[1], 'stream_end')
+if over == 'message' then return {'message', redis.call('HGET', KEYS[1], 'stop_reason') or ''} end
+if not over and redis.call('HGET', KEYS[1], 'dispatched') ~= '1' then return {'asked'} end
+redis.call('HSET', KEYS[1], 'stream_end', 'salvage', 'salvaged_at', ARGV[1])
+local out = {'salvage'}
+for _, item in ipairs(redis.call('HGETALL', KEYS[2])) do out[#out + 1] = item end
+return out
+"""
+
+# KEYS turn, results, messages, blocks  ARGV expected JSON, n, deadline, now (the seal's), who
+# ('message' or 'salvage'), messages JSON, ttl, names JSON, stop_reason, seal ('1': the stop is tool_use)
+_END_STREAM = (
+    """
+local over = redis.call('HGET', KEYS[1], 'stream_end')
+if over and over ~= ARGV[5] then return 'taken' end
+redis.call('HSET', KEYS[1], 'stream_end', ARGV[5], 'stop_reason', ARGV[9], 'names', ARGV[8])
+redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[7])
+redis.call('DEL', KEYS[4])
+if ARGV[10] ~= '1' then return 'ok' end
+"""
+    + _SEAL
+)
+
 # KEYS turn, results, run  ARGV now, the deadline the caller saw ('' for any), id, result JSON, ...
 _EXPIRE = """
 if redis.call('HGET', KEYS[1], 'continued') then return 'already' end
@@ -155,8 +203,11 @@ redis.call('HSET', KEYS[1], 'continued', '1', 'continued_at', ARGV[1], 'status',
 return 'continue'
 """
 
+# KEYS turn  ARGV status, reason, '1' when the stream job itself blocks it (-1: another job salvaged
+# the stream, whose turn goes on)
 _BLOCK = """
 if redis.call('HGET', KEYS[1], 'continued') then return 0 end
+if ARGV[3] == '1' and redis.call('HGET', KEYS[1], 'stream_end') == 'salvage' then return -1 end
 redis.call('HSET', KEYS[1], 'continued', 'blocked', 'status', ARGV[1], 'reason', ARGV[2])
 return 1
 """
@@ -362,6 +413,9 @@ class TurnStore:
         self._release = redis.register_script(_RELEASE)
         self._pend = redis.register_script(_PEND)
         self._open_stream = redis.register_script(_OPEN_STREAM)
+        self._keep_block = redis.register_script(_KEEP_BLOCK)
+        self._take_over = redis.register_script(_TAKE_OVER)
+        self._end_stream = redis.register_script(_END_STREAM)
 
     # ------------------------------------------------------------ keys
 
@@ -376,6 +430,10 @@ class TurnStore:
     @staticmethod
     def results_key(run_id: str, turn: int) -> str:
         return f"inc:turn:{run_id}:{turn}:results"
+
+    @staticmethod
+    def blocks_key(run_id: str, turn: int) -> str:
+        return f"inc:turn:{run_id}:{turn}:blocks"
 
     # ------------------------------------------------------------ runs
 
@@ -495,7 +553,7 @@ class TurnStore:
         """Ask the turn again (``release``: let another job ask it), if nothing of it was dispatched; the
         earlier attempt's results (refusals) are dropped. False when it may not be asked again."""
         done = await self._restart_stream(
-            keys=[self.turn_key(run_id, turn), self.results_key(run_id, turn)],
+            keys=[self.turn_key(run_id, turn), self.results_key(run_id, turn), self.blocks_key(run_id, turn)],
             args=["release" if release else "restart", repr(time.time())],
         )
         return bool(done)
@@ -516,6 +574,74 @@ class TurnStore:
         )
         return str(_s(outcome))
 
+    async def keep_block(self, run_id: str, turn: int, index: int, record: dict[str, Any]) -> bool:
+        """Keep a content block of the turn's message that stopped (``record``: the block as the full
+        message has it, with its status). False once the stream's end was recorded, or another job took
+        the stream over: this stream must stop."""
+        kept = await self._keep_block(
+            keys=[self.turn_key(run_id, turn), self.blocks_key(run_id, turn)],
+            args=[str(index), json.dumps(record), str(self.TTL_S)],
+        )
+        return bool(kept)
+
+    async def take_over_stream(self, run_id: str, turn: int) -> tuple[str, Any]:
+        """The turn's stream was started by a job that is gone: ``("done", None)`` (the turn is sealed or
+        ended), ``("asked", None)`` (nothing was dispatched: it may be asked again), ``("message",
+        stop_reason)`` (the stream reached message_stop, and did not ask for tools) or ``("salvage",
+        {index: record})``: the stream is the caller's from now on (its first job keeps no block more),
+        with the blocks it completed. A second caller gets the same blocks."""
+        raw = await self._take_over(
+            keys=[self.turn_key(run_id, turn), self.blocks_key(run_id, turn)], args=[repr(time.time())]
+        )
+        items = [str(_s(item)) for item in raw]
+        outcome = items[0]
+        if outcome == "message":
+            return outcome, items[1]
+        if outcome != "salvage":
+            return outcome, None
+        pairs = items[1:]
+        return outcome, {int(pairs[i]): json.loads(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+
+    async def end_stream(
+        self,
+        run_id: str,
+        turn: int,
+        messages: list[dict[str, Any]],
+        *,
+        who: str,
+        stop_reason: str | None,
+        expected: list[str] | None = None,
+        names: dict[str, str] | None = None,
+        deadline: float = 0.0,
+    ) -> str:
+        """Record the end of the turn's stream, in one step: the conversation with its assistant message,
+        and (``expected`` given: the message asks for tools) the seal. ``who``: ``"message"`` (the stream
+        job, at message_stop) or ``"salvage"`` (the job that took the stream over). ``"taken"`` when the
+        other one recorded it; else the seal's ``"continue"``, ``"ok"`` or ``"already"`` (``"ok"``
+        without ``expected``)."""
+        ids = expected or []
+        outcome = await self._end_stream(
+            keys=[
+                self.turn_key(run_id, turn),
+                self.results_key(run_id, turn),
+                f"{self.run_key(run_id)}:messages",
+                self.blocks_key(run_id, turn),
+            ],
+            args=[
+                json.dumps(ids),
+                str(len(ids)),
+                repr(deadline),
+                repr(time.time()),
+                who,
+                json.dumps(messages),
+                str(self.TTL_S),
+                json.dumps(names or {}),
+                stop_reason or "",
+                "1" if expected is not None else "0",
+            ],
+        )
+        return str(_s(outcome))
+
     async def expire_turn(
         self, run_id: str, turn: int, missing: list[ToolResult], *, seen_deadline: str | None = None
     ) -> str:
@@ -533,9 +659,16 @@ class TurnStore:
         )
         return str(_s(outcome))
 
-    async def block_continuation(self, run_id: str, turn: int, status: str, reason: str) -> bool:
-        """This turn must never continue (its stream failed, or the run was cancelled)."""
-        return bool(await self._block(keys=[self.turn_key(run_id, turn)], args=[status, reason]))
+    async def block_continuation(
+        self, run_id: str, turn: int, status: str, reason: str, *, by_stream: bool = False
+    ) -> bool:
+        """This turn must never continue (its stream failed, or the run was cancelled). ``by_stream``:
+        the turn's stream job asks, and is refused once another job salvaged its stream (``stream_end``
+        says ``salvage``)."""
+        blocked = await self._block(
+            keys=[self.turn_key(run_id, turn)], args=[status, reason, "1" if by_stream else "0"]
+        )
+        return int(blocked) == 1
 
     async def count_execution(self, run_id: str, tool_use_id: str) -> int:
         key = f"inc:exec:{run_id}:{tool_use_id}"
