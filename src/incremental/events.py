@@ -88,6 +88,7 @@ __all__ = [
     "TurnCompletedEvent",
     "TurnDeadlineEvent",
     "TurnDeadlinePausedEvent",
+    "TurnSalvagedEvent",
     "TurnSealedEvent",
     "UnknownEventKindError",
     "UnknownRunEvent",
@@ -438,6 +439,24 @@ class TurnSealedEvent(_Turn):
     deadline: float = Field(description="Wall time by which missing results are filled in.")
 
 
+class TurnSalvagedEvent(_Turn):
+    """The turn's model stream was cut after it had dispatched tools (its worker was killed, or its job
+    stopped): rather than fail the run, the assistant message is rebuilt from the content blocks that had
+    completed, and the turn is sealed with their tool calls (``turn_sealed`` follows), so it continues
+    once their results are in. The rest of the message, from block ``cut_at`` on, is lost."""
+
+    kind: Literal["turn_salvaged"] = "turn_salvaged"
+    cut_at: int = Field(description="The index of the first content block that had not completed.")
+    blocks: int = Field(description="How many content blocks the salvaged message has.")
+    dropped: list[int] = Field(
+        default_factory=list,
+        description="Indexes of completed blocks left out: server tool calls without their result block.",
+    )
+    expected: list[str] = Field(description="The tool_use ids of the salvaged message.")
+    reason: str = Field(description="Why the stream was cut, for people.")
+    worker: str | None = Field(default=None, description="The worker that salvaged it: host:pid.")
+
+
 class TurnDeadlineEvent(_Turn):
     """The turn's deadline passed: missing results were filled with errors."""
 
@@ -525,6 +544,7 @@ RunEvent = Annotated[
     | ToolRefusedEvent
     | ToolDuplicateResultEvent
     | TurnSealedEvent
+    | TurnSalvagedEvent
     | TurnDeadlineEvent
     | TurnDeadlinePausedEvent
     | TurnCompletedEvent
@@ -572,6 +592,7 @@ EVENT_KINDS: Final = frozenset(
         "turn_completed",
         "turn_deadline",
         "turn_deadline_paused",
+        "turn_salvaged",
         "turn_sealed",
     }
 )

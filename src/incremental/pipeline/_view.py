@@ -163,6 +163,7 @@ class TurnView:
     tools: list[str] = field(default_factory=list)  # tool_use ids, in the order they were seen
     blocks: dict[int, BlockView] = field(default_factory=dict)  # content block index -> its span
     stream_closed_at: float | None = None  # the stream ended without message_stop (closed, failed)
+    salvaged_at: int | None = None  # turn_salvaged: its stream was cut at this block, the rest dropped
     completed_at: float | None = None  # turn_completed: its last result landed
     saved_s: float | None = None  # turn_completed's: against running its tools in parallel after it
     saved_sequential_s: float | None = None  # ... and against running them one by one after it
@@ -184,6 +185,7 @@ class TurnView:
             "stream_end_at": self.stream_end_at,
             "stream_closed_at": self.stream_closed_at,
             "stop_reason": self.stop_reason,
+            "salvaged_at": self.salvaged_at,
             "completed_at": self.completed_at,
             "blocks": [self.blocks[i].to_dict() for i in sorted(self.blocks)],
             "tool_blocks": sum(b.type == "tool_use" for b in self.blocks.values()),
@@ -315,6 +317,20 @@ class RunView:
             self.stream_open = False
             if turn_view.stream_end_at is None and turn_view.stream_closed_at is None:
                 turn_view.stream_closed_at = ts
+            self._settle_streaming(turn_view.turn)
+        elif kind == "turn_salvaged":
+            # The stream was cut and its message rebuilt from the blocks that completed: the turn's
+            # stream has ended (here), the blocks from the cut on are not part of it.
+            self.stream_open = False
+            if turn_view.stream_end_at is None:
+                turn_view.stream_end_at = ts
+            cut_at = event.get("cut_at")
+            if isinstance(cut_at, int):
+                turn_view.salvaged_at = cut_at
+                gone = {i for i in turn_view.blocks if i >= cut_at} | set(event.get("dropped") or [])
+                for index in gone:
+                    turn_view.blocks.pop(index, None)
+                self.text[turn_view.turn] = "".join(turn_view.text_blocks)
             self._settle_streaming(turn_view.turn)
         elif kind == "turn_deadline":
             for tool_id in event.get("missing") or []:
