@@ -8,7 +8,8 @@
                  the job holds itself (``resume_run`` enqueues it again).
 ``monitor_turn`` the safety net, from the moment a turn's stream starts: a turn whose stream job is
                  gone (it ran past its time limit, failed or was cancelled) before the message ended
-                 fails its run, saying so; a sealed turn gets its missing results at the deadline and
+                 is salvaged when it had dispatched tools (below), and fails its run, saying so,
+                 otherwise; a sealed turn gets its missing results at the deadline and
                  continues; a continued turn whose next stream never started gets it enqueued again.
                  Otherwise (or while the run is paused: held tools have not had their chance) it
                  schedules its next check under a fresh job id and returns.
@@ -16,6 +17,16 @@ No job waits for another: each does its part and returns.
 
 Every wait for the model is bounded (``_deadlines``): no headers, a stream gone quiet, or a turn past its
 deadline is asked again when nothing was dispatched yet, and fails the turn otherwise.
+
+A stream cut after it dispatched tools (its worker killed, its job stopped at its time limit, or a
+shutdown that could not hand it over) is salvaged rather than failed: each content block is kept in the
+store as it stops, and the job that takes the turn over (the redelivered stream job, the job itself at
+its time limit, or the watchdog when the job is gone) rebuilds the assistant message from the blocks
+that completed (``salvaged_content``), dispatches the calls among them that were held for the message's
+end, and seals the turn with their ids, so it continues once their results are in. The message is
+written in one step with the seal (``end_stream``), by the stream job at message_stop or by the salvage:
+once a salvage took the stream, its first job (a worker thought dead that still runs) can neither keep
+a block, nor end, seal or fail the turn.
 
 ``stream_turn`` and ``run_tool`` listen on the run's control channel while they run (``_control``): a
 cancelled run closes the model stream and stops running tools; a cancelled call stops its tool.
@@ -41,11 +52,14 @@ from ..adapters._messages_client import APIError
 from ..adapters._store import RunRecord
 from ..core import (
     BlockStarted,
+    BlockStatus,
+    BlockStopped,
     Event,
     MessageStopped,
     StreamFailed,
     StreamParser,
     TextDelta,
+    ToolCall,
     ToolFieldCompleted,
     ToolReady,
     ToolRejected,
@@ -73,6 +87,7 @@ from ..events import (
     ToolStartedEvent,
     TurnDeadlineEvent,
     TurnDeadlinePausedEvent,
+    TurnSalvagedEvent,
     TurnSealedEvent,
 )
 from ..exceptions import StreamTimeoutError
@@ -93,7 +108,7 @@ from ._flow import advance_chain, continue_run, dispatch, end_run, finish_result
 from ._run import RequestError, request_tools
 from ._services import Services, UnknownToolsetError, describe
 
-__all__ = ["monitor_turn", "run_tool", "stream_turn", "unreadable_job"]
+__all__ = ["monitor_turn", "run_tool", "salvaged_content", "stream_turn", "unreadable_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +133,10 @@ async def stream_turn(svc: Services, run_id: str, turn: int, generation: int = 0
         raise  # the turn was given back, for another worker (this one is shutting down)
     except asyncio.CancelledError:
         if not svc.drain.draining:
-            # Not a shutdown: arq cut the job at its time limit. Nothing will stream this turn now.
+            # Not a shutdown: arq cut the job at its time limit. Nothing will stream this turn now:
+            # salvage what it dispatched, or fail it.
             reason = f"turn {turn}'s stream job was stopped (past its time limit) before the message ended"
-            await asyncio.shield(_fail_turn(svc, run_id, turn, reason, "StreamTimeoutError"))
+            await asyncio.shield(_salvage_or_fail(svc, run_id, turn, reason, "StreamTimeoutError"))
         raise
     except (UnknownToolsetError, RequestError) as exc:  # the run asks for what this worker cannot give
         reason = f"turn {turn} cannot start: {exc}"
@@ -137,6 +153,15 @@ async def stream_turn(svc: Services, run_id: str, turn: int, generation: int = 0
 async def _fail_turn(svc: Services, run_id: str, turn: int, reason: str, error_type: str) -> None:
     await svc.store.block_continuation(run_id, turn, "failed", reason)
     await end_run(svc, run_id, "failed", reason, turn=turn, error_type=error_type)
+
+
+async def _salvage_or_fail(svc: Services, run_id: str, turn: int, reason: str, error_type: str) -> str:
+    """The turn's stream stopped for good mid-message: salvage it if it dispatched tools, else fail it."""
+    outcome = await _salvage(svc, run_id, turn, reason)
+    if outcome == "asked":
+        await _fail_turn(svc, run_id, turn, reason, error_type)
+        return "failed"
+    return outcome
 
 
 async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -> str:
@@ -156,17 +181,17 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
         return "paused"
     if opened != "claimed":
         # This turn's stream was started before, by a worker that died. If it had dispatched nothing,
-        # asking again is safe; otherwise it could run tools twice (a new response has new ids): fail
-        # the run instead.
+        # asking again is safe; otherwise a new response (with new ids) could run tools twice: the turn
+        # is salvaged from the blocks its stream completed instead.
+        why = f"the worker streaming turn {turn} stopped mid-stream, after it had dispatched tools"
+        salvaged = await _salvage(svc, run_id, turn, why)
+        if salvaged != "asked":
+            return salvaged
         if not await svc.store.restart_stream(run_id, turn):
-            await end_run(
-                svc,
-                run_id,
-                "failed",
-                f"the worker streaming turn {turn} stopped mid-stream, after it had dispatched tools",
-                turn=turn,
-                error_type="StreamInterrupted",
-            )
+            salvaged = await _salvage(svc, run_id, turn, why)  # a dispatch landed in between
+            if salvaged != "asked":
+                return salvaged
+            await _fail_turn(svc, run_id, turn, why, "StreamInterrupted")
             return "stream already started"
         await svc.events.append(
             StreamRetryEvent(
@@ -180,16 +205,7 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
     await svc.enqueue_monitor(run_id, turn, 0, svc.monitor_interval_s, queue=run.queue)
     config = run.config
     registry = svc.registry_for(run)
-    messages = await svc.store.messages(run_id)
-    continued_at: float | None = None
-    if turn > 0:
-        previous = await svc.store.turn(run_id, turn - 1)
-        continued_at = float(previous["continued_at"]) if previous.get("continued_at") else None
-        if messages and messages[-1].get("role") == "assistant":  # not yet added by an earlier try
-            expected: list[str] = json.loads(previous.get("expected") or "[]")
-            results = await svc.store.results(run_id, turn - 1)
-            messages.append({"role": "user", "content": [results[i].to_block() for i in expected]})
-            await svc.store.set_messages(run_id, messages)
+    messages, continued_at = await _conversation(svc, run_id, turn)
     request: dict[str, Any] = {**config.get("request", {}), "messages": messages}
     tools = request_tools(request.pop("tools", None), registry)
     if tools:
@@ -220,6 +236,8 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
             )
             try:
                 await turn_state.read(guarded, request, betas, interrupt)
+            except _Superseded:
+                return "superseded"  # another job salvaged this turn's stream: it is theirs
             except HandedOver:
                 if not turn_state.dispatched and await svc.store.restart_stream(run_id, turn, release=True):
                     await svc.events.append(
@@ -231,9 +249,11 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
                         )
                     )
                     raise
-                # Something was dispatched meanwhile: this stream must end here, as any other.
-                await turn_state.fail("the worker shut down mid-stream", "StreamInterrupted")
-                return "failed"
+                # Something was dispatched meanwhile: this stream ends here, and what it completed is
+                # salvaged (the turn continues with the calls it had made).
+                return await _salvage_or_fail(
+                    svc, run_id, turn, "the worker shut down mid-stream", "StreamInterrupted"
+                )
             except StreamTimeoutError as exc:
                 if exc.kind != "total" and attempt <= _OVERLOAD_RETRIES and await _may_ask_again(turn_state):
                     # Nothing was dispatched, so asking again cannot run a tool twice.
@@ -265,6 +285,151 @@ async def _stream_turn(svc: Services, run_id: str, turn: int, generation: int) -
                 await turn_state.fail(str(error), type(error).__name__)
             return turn_state.outcome
     return turn_state.outcome
+
+
+async def _conversation(svc: Services, run_id: str, turn: int) -> tuple[list[dict[str, Any]], float | None]:
+    """The messages this turn's request is made of (the previous turn's results added, once), and when
+    the previous turn was decided complete."""
+    messages = await svc.store.messages(run_id)
+    continued_at: float | None = None
+    if turn > 0:
+        previous = await svc.store.turn(run_id, turn - 1)
+        continued_at = float(previous["continued_at"]) if previous.get("continued_at") else None
+        if messages and messages[-1].get("role") == "assistant":  # not yet added by an earlier try
+            expected: list[str] = json.loads(previous.get("expected") or "[]")
+            results = await svc.store.results(run_id, turn - 1)
+            messages.append({"role": "user", "content": [results[i].to_block() for i in expected]})
+            await svc.store.set_messages(run_id, messages)
+    return messages, continued_at
+
+
+class _Superseded(Exception):
+    """Another job salvaged this turn's stream (this one was thought dead): this job stops here."""
+
+
+_SERVER_TOOL_USES = {"server_tool_use", "mcp_tool_use"}
+
+
+def salvaged_content(records: dict[int, dict[str, Any]]) -> tuple[list[dict[str, Any]], int, list[int]]:
+    """The assistant message of a cut stream, from the blocks it completed (``{index: {"block", "status",
+    ...}}``, as ``keep_block`` stored them): ``(content, cut_at, dropped)``.
+
+    Blocks go in index order. A block that never stopped is not there (the one streaming when the stream
+    was cut: ``cut_at`` is the first index missing). A server tool call (``server_tool_use``,
+    ``mcp_tool_use``) whose result block is not there is left out (``dropped``): the API ran it, but the
+    message would otherwise ask for a result it never got. Client tool_use blocks are kept whatever their
+    status: each has its result (a run, or a refusal), as in the full message."""
+    cut_at = 0
+    while cut_at in records:
+        cut_at += 1
+    blocks = [(i, records[i]["block"]) for i in sorted(records)]
+    answered = {b.get("tool_use_id") for _, b in blocks if isinstance(b.get("tool_use_id"), str)}
+    content: list[dict[str, Any]] = []
+    dropped: list[int] = []
+    for index, block in blocks:
+        if block.get("type") in _SERVER_TOOL_USES and block.get("id") not in answered:
+            dropped.append(index)
+            continue
+        content.append(block)
+    return content, cut_at, dropped
+
+
+async def _salvage(svc: Services, run_id: str, turn: int, why: str) -> str:
+    """Take over a turn whose stream job is gone (or stopping) mid-message, and salvage it.
+
+    ``"asked"`` when nothing of the turn was dispatched (the caller may ask the model again, or fail the
+    turn); otherwise the turn is this caller's to end: ``"already sealed"`` (its stream was sealed, or its
+    turn ended, before), ``"ended"`` (the stream had reached message_stop without asking for tools: the
+    run ends as it would have), or ``"salvaged"``: the message is rebuilt from the completed blocks, its
+    held calls dispatched and its refused ones answered, and the turn sealed with its tool_use ids."""
+    taken, found = await svc.store.take_over_stream(run_id, turn)
+    if taken in ("asked", "done"):
+        return "asked" if taken == "asked" else "already sealed"
+    if taken == "message":  # the job died between message_stop and the end it made of it
+        await _end_without_tools(svc, run_id, turn, found or None)
+        return "ended"
+    run = await svc.store.run(run_id)
+    if run is None or run.state != "running":
+        return "ended"
+    content, cut_at, dropped = salvaged_content(found)
+    tool_blocks = [b for b in content if b.get("type") == "tool_use"]
+    expected = [str(b["id"]) for b in tool_blocks]
+    if not expected:  # dispatched, yet no tool_use block was kept: not expected to happen
+        await _fail_turn(
+            svc, run_id, turn, f"{why}; no tool call of it could be salvaged", "StreamInterrupted"
+        )
+        return "failed"
+    messages, _ = await _conversation(svc, run_id, turn)
+    messages.append({"role": "assistant", "content": content})
+    await svc.events.append(
+        TurnSalvagedEvent(
+            run_id=run_id,
+            turn=turn,
+            cut_at=cut_at,
+            blocks=len(content),
+            dropped=dropped,
+            expected=expected,
+            reason=why,
+            worker=WORKER,
+        )
+    )
+    # Every call of the message gets its one result: those dispatched run (or ran); the ones held for
+    # the message's end are dispatched now; a refusal that was not recorded yet is recorded.
+    registry, workspace = svc.registry_for(run), svc.workspace_for(run)
+    have = await svc.store.results(run_id, turn)
+    for index, record in sorted(found.items()):
+        block = record["block"]
+        tool_id = block.get("id")
+        if block.get("type") != "tool_use" or tool_id in have:
+            continue
+        name = str(block.get("name") or "")
+        if record.get("status") != BlockStatus.READY:
+            rejected = ToolRejected(
+                index, str(tool_id), name, str(record.get("status")), record.get("reason") or ""
+            )
+            await finish_result(svc, run_id, turn, refuse_rejected(rejected), key=None)
+            continue
+        call = ToolCall(id=str(tool_id), name=name, input=block.get("input") or {}, index=index)
+        planned = plan_call(call, registry, workspace)
+        if isinstance(planned, ToolResult):
+            await finish_result(svc, run_id, turn, planned, key=None)
+        elif planned.policy == "after_message":
+            await dispatch(svc, run_id, turn, planned)
+        elif planned.concurrency_key is None and not await job_known(
+            svc.pool, ToolJob(run_id=run_id, turn=turn, tool_use_id=call.id, name=name, args={}).job_id
+        ):
+            # Its first job died between keeping the block and enqueueing the call.
+            await dispatch(svc, run_id, turn, planned)
+    names = {str(b["id"]): str(b.get("name") or "") for b in tool_blocks}
+    timeout_s = float(run.config.get("turn_timeout_s") or 300)
+    deadline = time.time() + timeout_s
+    outcome = await svc.store.end_stream(
+        run_id,
+        turn,
+        messages,
+        who="salvage",
+        stop_reason=None,
+        expected=expected,
+        names=names,
+        deadline=deadline,
+    )
+    if outcome not in ("ok", "continue"):
+        return "already sealed"  # another salvage of it sealed it first
+    await svc.events.append(TurnSealedEvent(run_id=run_id, turn=turn, expected=expected, deadline=deadline))
+    if outcome == "continue":
+        await continue_run(svc, run_id, turn + 1, trigger="seal")
+    else:
+        await svc.enqueue_monitor(
+            run_id, turn, SEALED_CHECKS, min(svc.monitor_interval_s, timeout_s), queue=run.queue
+        )
+    return "salvaged"
+
+
+async def _end_without_tools(svc: Services, run_id: str, turn: int, stop_reason: str | None) -> None:
+    """The message ended with a stop_reason other than tool_use: nothing continues."""
+    await svc.store.block_continuation(run_id, turn, "ended", str(stop_reason))
+    state = "completed" if stop_reason in _FINISHED else "stopped"
+    await end_run(svc, run_id, state, f"stop_reason {stop_reason}", turn=turn)
 
 
 def _undispatched(state: _TurnState) -> Callable[[], bool]:
@@ -373,8 +538,13 @@ class _TurnState:
                 )
             )
         elif isinstance(event, ToolReady):
+            await self.keep(event.index, BlockStatus.READY)
             await self.on_ready(event)
+        elif isinstance(event, BlockStopped):
+            if event.status != BlockStatus.TRUNCATED:  # a block cut off is not kept: it is partial
+                await self.keep(event.index, event.status)
         elif isinstance(event, ToolRejected):
+            await self.keep(event.index, event.status, event.reason)
             result = refuse_rejected(event)
             await self.log(
                 ToolRejectedEvent(
@@ -394,6 +564,18 @@ class _TurnState:
                     run_id=run_id, turn=turn, error=StreamErrorInfo.model_validate(event.error.to_dict())
                 )
             )
+
+    async def keep(self, index: int, status: str, reason: str | None = None) -> None:
+        """Keep a block that stopped, as the full message will have it (a salvage rebuilds the message
+        from these); before anything is done with it, so a dispatched call's block is always kept."""
+        block = next((b for b in reversed(self.parser.blocks) if b.index == index), None)
+        if block is None:
+            return
+        record: dict[str, Any] = {"block": block.assembled(), "status": str(status)}
+        if reason:
+            record["reason"] = reason
+        if not await self.svc.store.keep_block(self.run_id, self.turn, index, record):
+            raise _Superseded(f"turn {self.turn}'s stream was taken over")
 
     async def on_ready(self, event: ToolReady) -> None:
         call = event.call
@@ -435,33 +617,42 @@ class _TurnState:
             self.dispatched = True
 
     async def on_message_stop(self, event: MessageStopped) -> None:
+        """The message is whole: it is written, and (tool_use) the turn sealed, in one step, unless a
+        salvage took the stream over; the calls held for the message's end are dispatched after it."""
         svc, run_id, turn = self.svc, self.run_id, self.turn
         content = event.message.get("content", [])
         messages = [*self.messages, {"role": "assistant", "content": content}]
-        await svc.store.set_messages(run_id, messages)
+        tool_uses = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
+        asks = event.stop_reason == "tool_use"
+        expected = [b["id"] for b in tool_uses] if asks else None
+        deadline = time.time() + self.timeout_s
+        outcome = await svc.store.end_stream(
+            run_id,
+            turn,
+            messages,
+            who="message",
+            stop_reason=event.stop_reason,
+            expected=expected,
+            names={b["id"]: b.get("name", "") for b in tool_uses},
+            deadline=deadline,
+        )
+        if outcome == "taken":
+            self.outcome = "superseded"  # a salvage made the turn's end; the held calls are its
+            return
         await self.log(
             MessageStoppedEvent(
                 run_id=run_id, turn=turn, stop_reason=event.stop_reason, usage=event.message.get("usage")
             )
         )
-        if event.stop_reason != "tool_use":
+        if expected is None:
             await self.cancel_held(f"not run: the message ended with stop_reason {event.stop_reason}")
-            await svc.store.block_continuation(run_id, turn, "ended", str(event.stop_reason))
-            state = "completed" if event.stop_reason in _FINISHED else "stopped"
-            await end_run(svc, run_id, state, f"stop_reason {event.stop_reason}", turn=turn)
-            self.outcome = state
+            await _end_without_tools(svc, run_id, turn, event.stop_reason)
+            self.outcome = "completed" if event.stop_reason in _FINISHED else "stopped"
             return
         held, self.held = self.held, []
         for planned in held:
             await self.mark_dispatched()
             await dispatch(svc, run_id, turn, planned, ready_at=self.ready_at.get(planned.call.id))
-        expected = [b["id"] for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
-        names = {
-            b["id"]: b.get("name", "") for b in content if isinstance(b, dict) and b.get("type") == "tool_use"
-        }
-        await svc.store.update_turn(run_id, turn, names=json.dumps(names))
-        deadline = time.time() + self.timeout_s
-        outcome = await svc.store.seal(run_id, turn, expected, deadline)
         await self.log(TurnSealedEvent(run_id=run_id, turn=turn, expected=expected, deadline=deadline))
         self.outcome = "sealed"
         if outcome == "continue":
@@ -481,8 +672,13 @@ class _TurnState:
             )
 
     async def fail(self, reason: str, error_type: str) -> None:
-        """The stream did not end with tool_use: nothing continues; queued tools will see the run ended."""
-        await self.svc.store.block_continuation(self.run_id, self.turn, "failed", reason)
+        """The stream did not end with tool_use: nothing continues; queued tools will see the run ended.
+        Unless another job salvaged the stream (this one was thought dead): the turn is theirs."""
+        store = self.svc.store
+        blocked = await store.block_continuation(self.run_id, self.turn, "failed", reason, by_stream=True)
+        if not blocked and (await store.turn(self.run_id, self.turn)).get("stream_end") == "salvage":
+            self.outcome = "superseded"
+            return
         await end_run(self.svc, self.run_id, "failed", reason, turn=self.turn, error_type=error_type)
         await self.cancel_held(f"not run: the model stream failed ({reason})")
         self.outcome = "failed"
@@ -703,8 +899,8 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
             # Read again: the job may have sealed the turn or ended the run just before it returned.
             again, now_run = await svc.store.turn(run_id, turn), await svc.store.run(run_id)
             if now_run is not None and now_run.state == "running" and again.get("sealed") != "1":
-                await _fail_turn(svc, run_id, turn, lost, "StreamJobLost")
-                return "stream lost"
+                outcome = await _salvage_or_fail(svc, run_id, turn, lost, "StreamJobLost")
+                return "stream lost" if outcome == "failed" else f"stream lost: {outcome}"
         await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s, queue=run.queue)
         return "waiting"
     now = time.time()
