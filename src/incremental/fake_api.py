@@ -22,6 +22,11 @@ body (and a message that says what was expected and what arrived) when:
 - ``messages[-1]`` is not a user message that begins with one ``tool_result`` per ``tool_use`` block
   of that content, in the same order, each exactly once.
 
+One echo other than the whole content passes: after a replay of turn *k*-1 ended early (the client went
+away mid-stream, or a fault cut it), a salvaged message, whose content is the first blocks of that
+content, verbatim, no more than that replay sent whole (up to their ``content_block_stop``); its
+tool_results are then those of the tool_use blocks it holds.
+
 ``faults`` injects failures per turn: ``Fault("status", status=529)`` answers an error status
 ``times`` times before playing; ``Fault("drop_after", events=N)`` sends N events and closes the
 connection mid-body (the client sees an incomplete chunked body).
@@ -248,8 +253,13 @@ def _turn_of(body: Any, turns: Sequence[_Turn]) -> int:
     return k
 
 
-def _check_echo(messages: list[Any], k: int, turn: _Turn) -> None:
-    """``messages[-2]`` is turn k-1's assistant message, its content echoed verbatim."""
+_BLOCK_STOP = re.compile(rb'^data:.*"type"\s*:\s*"content_block_stop"', re.MULTILINE)
+
+
+def _check_echo(messages: list[Any], k: int, turn: _Turn, whole: int | None = None) -> _Turn:
+    """``messages[-2]`` is turn k-1's assistant message, its content echoed verbatim; or, ``whole`` given
+    (a replay of it ended early, after sending that many blocks whole), its first blocks, up to that
+    many. Returns the turn as echoed (its first blocks only, for such a salvaged message)."""
     where = f"turn {k - 1} ({turn.name})"
     previous = messages[-2] if len(messages) >= 2 else None
     if not isinstance(previous, dict) or previous.get("role") != "assistant":
@@ -261,8 +271,13 @@ def _check_echo(messages: list[Any], k: int, turn: _Turn) -> None:
             f"messages[-2].content: expected the {len(turn.content)} content blocks of {where} verbatim, "
             f"got {_show(content)}"
         )
+    if whole is not None and 0 < len(content) < len(turn.content) and len(content) <= whole:
+        head = turn.content[: len(content)]
+        ids = {b.get("id") for b in head if isinstance(b, dict)}
+        turn = _Turn(turn.name, turn.events, head, [(i, n) for i, n in turn.tool_uses if i in ids])
     if found := _difference("messages[-2].content", turn.content, content):
         raise _Rejected(f"the assistant content must echo {where} verbatim: {found}")
+    return turn
 
 
 def _check_tool_results(messages: list[Any], k: int, turn: _Turn) -> None:
@@ -328,12 +343,13 @@ def _check_tool_results(messages: list[Any], k: int, turn: _Turn) -> None:
         raise _Rejected(f"tool_results out of order: expected {expected}, got {got}")
 
 
-def _check(body: Any, turns: Sequence[_Turn]) -> int:
-    """The turn the request asks for, once it passes every check (else ``_Rejected``)."""
+def _check(body: Any, turns: Sequence[_Turn], cut: Mapping[int, int] | None = None) -> int:
+    """The turn the request asks for, once it passes every check (else ``_Rejected``). ``cut``: for a
+    turn a replay of which ended early, how many blocks it had sent whole."""
     k = _turn_of(body, turns)
     if k > 0:
-        _check_echo(body["messages"], k, turns[k - 1])
-        _check_tool_results(body["messages"], k, turns[k - 1])
+        echoed = _check_echo(body["messages"], k, turns[k - 1], (cut or {}).get(k - 1))
+        _check_tool_results(body["messages"], k, echoed)
     return k
 
 
@@ -380,20 +396,25 @@ class _Replay:
         arrival: float,
         limit: int | None,
         stall: tuple[int, float] | None = None,
+        k: int = 0,
     ) -> None:
         self._api, self._turn, self._arrival, self._limit = api, turn, arrival, limit
         self._stall = stall  # (after this many events, go quiet for this many seconds)
+        self._k = k  # the turn's number
+        self._whole = 0  # blocks sent whole (up to their content_block_stop) so far
 
     async def _paced(self) -> AsyncGenerator[bytes, None]:
         """The events as they fall due; events already due go out together."""
         speed = self._api.speed
         events = self._turn.events if self._limit is None else self._turn.events[: self._limit]
         batch: list[bytes] = []
+        stops = 0  # block stops in the batch
         for i, event in enumerate(events):
             if self._stall is not None and i == self._stall[0]:
                 if batch:
                     yield b"".join(batch)
-                    batch = []
+                    self._count(stops)
+                    batch, stops = [], 0
                 await asyncio.sleep(self._stall[1])
                 self._arrival += self._stall[1]
             if event.at is not None and 0 < speed < math.inf:
@@ -401,11 +422,20 @@ class _Replay:
                 if delay > 0:
                     if batch:
                         yield b"".join(batch)
-                        batch = []
+                        self._count(stops)
+                        batch, stops = [], 0
                     await asyncio.sleep(delay)
             batch.append(event.data)
+            stops += bool(_BLOCK_STOP.search(event.data))
         if batch:
             yield b"".join(batch)
+            self._count(stops)
+
+    def _count(self, stops: int) -> None:
+        """``stops`` more blocks went out whole: what a salvaged message of this turn may hold, while
+        this replay has not played to its end."""
+        self._whole += stops
+        self._api._unfinished.setdefault(self._k, {})[id(self)] = self._whole
 
     async def _play(self, send: Send) -> bool:
         async with contextlib.aclosing(self._paced()) as chunks:
@@ -441,6 +471,7 @@ class _Replay:
             finally:
                 self._api._live.discard(group.cancel_scope)
         if ended is None:
+            self._api._unfinished.get(self._k, {}).pop(id(self), None)  # played whole: nothing to salvage
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         logger.info("%s: the body ended early: %s", self._turn.name, ended)
@@ -472,6 +503,9 @@ class FakeMessagesAPI:
         self.rejections: list[str] = []  # the messages of the 400s sent, in order
         self._turns = [_load_turn(source, k) for k, source in enumerate(turns)]
         self._faults_left = {k: fault.times for k, fault in self.faults.items()}
+        # turn -> {replay: the blocks it sent whole}, for replays not played to their end (in flight, or
+        # ended early): how many blocks a salvaged echo of the turn may hold
+        self._unfinished: dict[int, dict[int, int]] = {}
         self._live: set[anyio.CancelScope] = set()  # replays in flight, cancelled by stop()
         self._server: LoopbackServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -516,7 +550,8 @@ class FakeMessagesAPI:
             self.requests.append(body)
             self.request_times.append(arrival)
         try:
-            k = _check(body, self._turns)
+            cut = {turn: max(sent.values()) for turn, sent in self._unfinished.items() if sent}
+            k = _check(body, self._turns, cut)
         except _Rejected as exc:
             return self._reject(str(exc))
         turn, fault = self._turns[k], self.faults.get(k)
@@ -528,13 +563,13 @@ class FakeMessagesAPI:
                 return _error(fault.status, _ERROR_MESSAGES.get(fault.status, "Injected fault"), headers)
             if fault.kind == "stall":
                 logger.info("turn %d: stalling %g s after %d events", k, fault.seconds, fault.events)
-                return _Replay(self, turn, arrival, None, (fault.events, fault.seconds))
+                return _Replay(self, turn, arrival, None, (fault.events, fault.seconds), k=k)
             logger.info(
                 "turn %d: playing %s, dropping the connection after %d events", k, turn.name, fault.events
             )
-            return _Replay(self, turn, arrival, fault.events)
+            return _Replay(self, turn, arrival, fault.events, k=k)
         logger.info("turn %d: playing %s (%d events)", k, turn.name, len(turn.events))
-        return _Replay(self, turn, arrival, None)
+        return _Replay(self, turn, arrival, None, k=k)
 
     # ------------------------------------------------------------ life cycle
 
