@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 import incremental
 from incremental import MessagesClient, Run, Runner
 from incremental import events as schema
+from incremental.adapters._arq import stream_job_id
 from incremental.events import (
     EVENT_KINDS,
     EVENT_MODELS,
@@ -283,6 +284,20 @@ async def cancelled(redis_url: str, api_factory: FakeMessagesAPIFactory) -> list
         return await whole_log(run)
 
 
+async def salvaged(redis_url: str, api_factory: FakeMessagesAPIFactory, final: Path) -> list[dict[str, Any]]:
+    """Its stream job is stopped (arq's time limit) after its call ran, mid-stream: the turn is salvaged
+    and continues."""
+    call = [tool_start(0, "toolu_cut", "sleepy"), json_delta(0, '{"seconds": 0}'), stop(0)]
+    body = b"".join(frame(obj) for obj in [message_start(), *call])
+    body += frame(message_delta("tool_use"), t=120.0)  # the stream stalls here
+    files = [body + frame(MESSAGE_STOP), final]
+    async with runner_for(redis_url, api_factory, files, _toolsets.registry, paced=True) as runner:  # type: ignore[arg-type]
+        run = await runner.start(GO, **REQUEST, toolset="test", max_turns=2)
+        await until(runner._services(), run.id, "tool_completed", tool_use_id="toolu_cut")
+        runner._workers[0].job_tasks[stream_job_id(run.id, 0)].cancel()  # what arq's time limit does
+        return await whole_log(run)
+
+
 async def unreadable(
     redis_url: str, api_factory: FakeMessagesAPIFactory, files: list[Path]
 ) -> list[dict[str, Any]]:
@@ -360,6 +375,7 @@ async def test_real_run_logs_validate_and_declare_every_field(
             redis_url, fake_messages_api, [tool_turn_file(tmp_path / "dp.sse", pausing[:1]), final]
         ),
         "cancelled": cancelled(redis_url, fake_messages_api),
+        "salvaged": salvaged(redis_url, fake_messages_api, final),
         "handed over": handed_over(
             redis_url, fake_messages_api, [tool_turn_file(tmp_path / "h.sse", slow), final]
         ),

@@ -42,6 +42,7 @@ from ._faults import (
     wait_event,
     worker_process,
 )
+from ._streams import frame, json_delta, tool_start
 
 FINAL = set(RUN_FINAL_KINDS)
 TIMEOUT_S = 60.0
@@ -123,10 +124,11 @@ async def test_a_stream_past_the_turns_deadline_ends_the_run_saying_so(
     assert result.error.type == "StreamTimeoutError" and "deadline of 1 s" in result.error.message
 
 
-async def test_a_stream_job_cut_by_its_time_limit_fails_its_run(
+async def test_a_stream_job_cut_by_its_time_limit_after_a_dispatch_is_salvaged(
     redis_url: str, fake_messages_api: FakeMessagesAPIFactory
 ) -> None:
-    api = await fake_messages_api([tool_turn([("toolu_x", "sleepy", {"seconds": 0})], gap_s=60)], speed=1.0)
+    turns = [tool_turn([("toolu_x", "sleepy", {"seconds": 0})], gap_s=60), final_turn()]
+    api = await fake_messages_api(turns, speed=1.0)
     runner = await in_process(api.url, redis_url)
     try:
         run = await runner.start(GO, **REQUEST, max_turns=2)
@@ -136,10 +138,14 @@ async def test_a_stream_job_cut_by_its_time_limit_fails_its_run(
             # What arq does at a job's time limit: it cancels the job's task.
             runner._workers[0].job_tasks[stream_job_id(run.id, 0)].cancel()
             _, end = await wait_event(log, run.id, FINAL)
+            events = await log.all(run.id)
     finally:
         await runner.aclose()
-    assert end["kind"] == "run_failed" and end["error_type"] == "StreamTimeoutError"
-    assert "time limit" in end["reason"]
+    assert end["kind"] == "run_completed", end
+    [salvaged] = [e for e in events if e["kind"] == "turn_salvaged"]
+    assert "time limit" in salvaged["reason"] and salvaged["expected"] == ["toolu_x"]
+    assert salvaged["cut_at"] == 2 and salvaged["blocks"] == 2  # the text and the call; nothing after
+    assert api.rejections == [] and len(api.requests) == 2
 
 
 async def test_the_watchdog_fails_a_turn_whose_stream_job_is_gone(redis_url: str) -> None:
@@ -230,6 +236,69 @@ async def test_a_worker_killed_mid_stream_before_any_dispatch_gets_the_turn_aske
     assert result.state == "completed", result.reason
     assert [e["attempt"] for e in events if e["kind"] == "stream_retry"] == [0], [e["kind"] for e in events]
     assert len(api.requests) == 3, ([e["kind"] for e in events], api.rejections)
+
+
+async def test_a_worker_killed_mid_stream_after_a_dispatch_gets_the_turn_salvaged(
+    redis_url: str, fake_messages_api: FakeMessagesAPIFactory, tmp_path: Path
+) -> None:
+    # Turn 0: text, a call that runs at once (its side effect: a line in a file), a call held for the
+    # message's end, then a third call whose input is still streaming when the stream stalls.
+    side_effects = tmp_path / "appended.txt"
+    now_id, held_id, cut_id = unique("toolu"), unique("toolu"), unique("toolu")
+    whole = [
+        (now_id, "slow_append", {"path": str(side_effects), "line": "once"}),
+        (held_id, "charge_card", {"why": "the order"}),
+    ]
+    body = tool_turn(whole)
+    cut = frame(tool_start(3, cut_id, "sleepy")) + frame(json_delta(3, '{"seco'))
+    at = body.index(b"event: message_delta")
+    turn0 = body[:at] + cut + body[at:]
+    stall_after = body[:at].count(b"event: ") + 2  # everything up to the cut call's first fragment
+    api = await fake_messages_api(
+        [turn0, final_turn()], speed=1.0, faults={0: Fault("stall", events=stall_after, seconds=120)}
+    )
+    first = worker_process(redis_url, api.url, supervised=False, INCREMENTAL_JOB_LEASE="1.5")
+    second = None
+    try:
+        async with Runner(redis_url=redis_url) as runner:
+            run = await runner.start(GO, **REQUEST, toolset="test", max_turns=2)
+            log = runner._services().events
+            async with asyncio.timeout(TIMEOUT_S):
+                await wait_event(log, run.id, {"tool_completed"}, tool_use_id=now_id)
+                await wait_event(log, run.id, {"tool_input_started"}, tool_use_id=cut_id)
+                first.send_signal(signal.SIGKILL)
+                await exited(first)
+                second = worker_process(redis_url, api.url, INCREMENTAL_JOB_LEASE="1.5")
+                result = await run.result()
+            events = await log.all(run.id)
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                stop_process(proc)
+    kinds = [e["kind"] for e in events]
+    assert result.state == "completed", (result.reason, kinds)
+    # Each call ran once; the call held for the message's end was dispatched by the salvage.
+    assert side_effects.read_text() == "once\n"
+    ran = {t.id: (t.status, t.executions) for t in result.tools if t.id != cut_id}
+    assert ran == {now_id: ("ok", 1), held_id: ("ok", 1)}, ran
+    [salvaged] = [e for e in events if e["kind"] == "turn_salvaged"]
+    assert salvaged["cut_at"] == 3 and salvaged["blocks"] == 3 and not salvaged.get("dropped")
+    assert salvaged["expected"] == [now_id, held_id]
+    assert kinds.count("turn_sealed") == 1 and kinds.count("continued") == 1
+    assert "tool_duplicate_result" not in kinds
+    results = Counter(e["tool_use_id"] for e in events if e["kind"] in ("tool_completed", "tool_failed"))
+    assert results == {now_id: 1, held_id: 1}
+    # The continuation holds the truncated message (the completed blocks only) and one result per call.
+    assert api.rejections == [] and len(api.requests) == 2, api.rejections
+    *_, assistant, user = api.requests[1]["messages"]
+    assert assistant == {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "On it."},
+            *({"type": "tool_use", "id": i, "name": n, "input": v} for i, n, v in whole),
+        ],
+    }
+    assert [b["tool_use_id"] for b in user["content"] if b["type"] == "tool_result"] == [now_id, held_id]
 
 
 # ---------------------------------------------------------------------------------------------- shutdown

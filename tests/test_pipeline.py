@@ -16,11 +16,13 @@ from incremental import MessagesClient, Runner
 from incremental.adapters._arq import connect
 from incremental.adapters._eventlog import EventLog
 from incremental.adapters._store import TurnStore
+from incremental.core import BlockStopped, MessageStopped, StreamParser, ToolReady, ToolRejected
 from incremental.events import RUN_FINAL_KINDS
 from incremental.examples.app_builder.tools import registry as app_registry
 from incremental.examples.app_builder.tools import seed_vite_starter
 from incremental.fake_api import FakeMessagesAPI
 from incremental.pipeline import summarize
+from incremental.pipeline._jobs import salvaged_content
 from incremental.replay import ReplayOptions, replay
 
 from . import _toolsets
@@ -385,3 +387,68 @@ async def test_a_dropped_stream_fails_the_turn_and_runs_nothing_twice(redis_url:
     assert summary["state"] == "failed"
     assert len(api.requests) == 1
     assert all(t["executions"] == 0 for t in summary["tools"])
+
+
+# ---------------------------------------------------------------------------------------------- salvage
+
+
+def kept(block: dict[str, Any], status: str = "done") -> dict[str, Any]:
+    return {"block": block, "status": status}
+
+
+def test_a_salvaged_message_is_the_completed_blocks_in_order() -> None:
+    text = {"type": "text", "text": "On it."}
+    thinking = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "sleepy", "input": {"seconds": 0}}
+    bad = {"type": "tool_use", "id": "toolu_2", "name": "sleepy", "input": {"INVALID_JSON": "{"}}
+    records = {
+        2: kept(call, "ready"),
+        0: kept(thinking),
+        1: kept(text),
+        3: kept(bad, "invalid"),
+    }
+    # Block 4 was streaming when the stream was cut: it is not there, and nothing of it is kept.
+    content, cut_at, dropped = salvaged_content(records)
+    assert content == [thinking, text, call, bad] and cut_at == 4 and dropped == []
+
+
+def test_a_server_tool_call_without_its_result_is_left_out() -> None:
+    search = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}}
+    found = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}
+    again = {"type": "server_tool_use", "id": "srvtoolu_2", "name": "web_search", "input": {"query": "y"}}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "sleepy", "input": {"seconds": 0}}
+    records = {0: kept(search, "server_side"), 1: kept(found, "server_side"), 2: kept(call, "ready")}
+    records[3] = kept(again, "server_side")  # its result block (4) never completed
+    content, cut_at, dropped = salvaged_content(records)
+    assert content == [search, found, call] and cut_at == 4 and dropped == [3]
+    assert salvaged_content({}) == ([], 0, [])
+
+
+def blocks_at_their_stop(data: bytes) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    """What a stream job keeps of each block as it stops (as ``_TurnState.keep`` does), and the content
+    of the whole message."""
+    parser = StreamParser()
+    at_stop: dict[int, dict[str, Any]] = {}
+    content: list[dict[str, Any]] = []
+    for event in [*parser.feed(data), *parser.end()]:
+        stopped = isinstance(event, BlockStopped | ToolReady | ToolRejected)
+        if stopped and getattr(event, "status", "ready") != "truncated":
+            [block] = [b for b in parser.blocks if b.index == event.index]  # type: ignore[union-attr]
+            at_stop[block.index] = block.assembled()
+        if isinstance(event, MessageStopped):
+            content = event.message["content"]
+    return at_stop, content
+
+
+def test_each_block_kept_at_its_stop_is_the_block_of_the_whole_message() -> None:
+    for name in (
+        "thinking_parallel_tools",
+        "server_tool_web_search",
+        "invalid_tool_json",
+        "empty_input_tool",
+        "unknown_types",
+        "single_tool",
+    ):
+        at_stop, content = blocks_at_their_stop((FIXTURES / f"{name}.sse").read_bytes())
+        assert content, name
+        assert at_stop == dict(enumerate(content)), name

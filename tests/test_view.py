@@ -188,3 +188,22 @@ async def test_a_watch_token_reads_no_server_config_and_calls_give_whole_inputs(
             # Simulated tools echo their input: the whole of it, where the log has 300 chars.
             assert json.loads(call["result"]) == call["input"]
         assert max(len(json.dumps(c["input"])) for c in calls.values()) > 2000
+
+
+def test_a_salvaged_turn_ends_its_stream_at_the_cut_and_drops_what_followed() -> None:
+    events = [
+        *head(),
+        ev("turn_salvaged", 101.0, cut_at=2, blocks=2, expected=["A"], reason="the worker was killed"),
+        ev("turn_sealed", 101.01, expected=["A"], deadline=401.0),
+    ]
+    view = RunView.fold(RUN, events)
+    data = view.to_dict()
+    [turn] = data["turns"]
+    assert turn["salvaged_at"] == 2 and turn["stream_end_at"] == 101.0
+    assert [b["index"] for b in turn["blocks"]] == [0, 1]
+    assert data["text_blocks"] == [["Hello world"]] and view.text == ["Hello world"]
+    # The call whose input was still streaming never runs; the one dispatched goes on.
+    assert view.tools["B"].status == "rejected" and "still streaming" in str(view.tools["B"].result)
+    assert view.tools["A"].status == "running" and not view.stream_open
+    view.apply(result("tool_completed", 101.5, "A", "ok", started_at=100.52))
+    assert data["turns"][0]["stop_reason"] is None and view.summary()["turns"][0]["stream_end_at"] == 1.0
