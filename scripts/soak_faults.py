@@ -23,7 +23,14 @@ tool_duplicate_result, a turn continued more than once, a ``mark`` line written 
 fake API rejected. Runs keep coming, ``--concurrency`` at a time, until at least ``--runs`` were started
 and every planned fault was applied; it stops by itself once they have all ended (a run not ended after
 ``--run-timeout`` counts as stuck), and after ``--max-seconds`` at most. Exit status 1 when any run is
-stuck, anything was duplicated or a request was rejected.
+stuck, anything was duplicated or a request was rejected. Also counted: tools run again after a kill,
+streams asked again (killed before their first dispatch), turns salvaged (killed after it), and jobs
+handed over by deploys.
+
+For the stream kills alone, more of them than the defaults::
+
+    .venv/bin/python scripts/soak_faults.py --runs 30 --kills 4 --stream-kills 12 \\
+        --deploys 4 --outages 2 --seed 3
 """
 
 from __future__ import annotations
@@ -215,6 +222,7 @@ async def follow(runner: Runner, soak: Soak, timeout: float) -> dict[str, Any]:
         ),
         "executions": sum(e.get("attempt", 1) > 1 for e in events if e["kind"] == "tool_started"),
         "retried_streams": sum(1 for e in events if e["kind"] == "stream_retry"),
+        "salvaged_turns": sum(1 for e in events if e["kind"] == "turn_salvaged"),
         "handed_over": sum(1 for e in events if e["kind"] == "job_handed_over"),
         "events": events,
     }
@@ -275,6 +283,7 @@ async def soak(args: argparse.Namespace) -> int:
         "redis_outage_seconds": round(state.outage_s, 1),
         "tool_reruns": sum(o["executions"] for o in outcomes),
         "streams_asked_again": sum(o["retried_streams"] for o in outcomes),
+        "turns_salvaged": sum(o["salvaged_turns"] for o in outcomes),
         "jobs_handed_over": sum(o["handed_over"] for o in outcomes),
         "worker_exit_codes": Counter(exits),
         "seconds": round(time.monotonic() - began, 1),

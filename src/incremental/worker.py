@@ -63,8 +63,9 @@ and a turn's streaming ends after 1200 s at most; a stream job the watchdog find
 within ``monitor_interval_s`` (after ``lease_s`` when its worker was killed). On SIGTERM a worker takes
 no new job, gives running ones ``shutdown_grace_s``, then hands back what it can (tools, and streams
 that dispatched nothing) without using up their tries; a stream that dispatched a call finishes where it
-is, within its ``stream_timeout``: give the worker that long to stop (a SIGKILL before then fails that
-run).
+is, within its ``stream_timeout``: give the worker that long to stop (a SIGKILL before then cuts its
+message: the redelivered job salvages the blocks it completed, and the run goes on from there; so does
+the watchdog when a stream job that dispatched a call is gone).
 
 Run workers with ``incremental worker myapp.worker.WorkerSettings`` (or ``run_worker``): it runs
 incremental's ``Worker``, which is woken by a push for each job and keeps model streams out of the tool
