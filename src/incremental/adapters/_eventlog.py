@@ -16,6 +16,11 @@ Keys::
 
 One append is one round trip: a Lua script adds the entry to both streams (so they share its id), and
 the metrics the entry feeds (``MetricsStore``) ride in the same pipeline.
+
+A finished run's log follows its ``Retention`` (``_retention``): an append after the run ended keeps
+the run's remaining lifetime instead of extending it, and ``trim`` shrinks the log once: the main log
+then holds every milestone and the entries its readers fold (``compact``), and the milestones stream
+is gone (``milestones`` reads them from the main log from then on; later appends go there only).
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ import json
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from ..events import RunEventModel, to_entry
 from ._metrics import MetricsStore
+from ._retention import RUN_TTL_LUA, compact, run_key
 
 __all__ = [
     "EVENT_SCHEMA_VERSION",
     "HIGH_VOLUME_KINDS",
+    "LOG_APPEND_LUA",
     "EventLog",
     "compare_ids",
     "events_key",
@@ -43,20 +51,38 @@ EVENT_SCHEMA_VERSION = 1
 # Kinds kept only in the main log: many per run, and nothing a snapshot of the run needs.
 HIGH_VOLUME_KINDS = frozenset({"text_delta", "tool_field_completed", "tool_progress"})
 
-_APPEND = """
-local id
-if ARGV[5] == '1' then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'data', ARGV[2])
-else
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[2])
+# One append, as a Lua function (``TurnStore`` appends a result's event inside its own script too):
+# keys events, milestones, the run's record; then the arguments ``append_args`` gives. A milestone
+# goes to the milestones stream too, unless the run was trimmed (that stream is gone: the main log
+# holds them); the keys get the run's TTL once it has ended under a retention (``run_ttl``).
+LOG_APPEND_LUA = (
+    RUN_TTL_LUA
+    + """
+local function log_append(events, milestones, run, maxlen, entry, ttl, milestone, exact, milestones_maxlen)
+  ttl = run_ttl(run, ttl)
+  local id
+  if exact == '1' then
+    id = redis.call('XADD', events, 'MAXLEN', maxlen, '*', 'data', entry)
+  else
+    id = redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'data', entry)
+  end
+  redis.call('EXPIRE', events, ttl)
+  if milestone == '1' and redis.call('HEXISTS', run, 'trimmed') == 0 then
+    redis.call('XADD', milestones, 'MAXLEN', '~', milestones_maxlen, id, 'data', entry)
+    redis.call('EXPIRE', milestones, ttl)
+  end
+  return id
 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if ARGV[4] == '1' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], id, 'data', ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-end
-return id
 """
+)
+
+_APPEND = (
+    LOG_APPEND_LUA
+    + """
+return log_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+"""
+)
+_TRIM_BATCH = 1000
 
 
 def events_key(run_id: str) -> str:
@@ -94,6 +120,18 @@ def _decode(entries: Any) -> list[tuple[str, dict[str, Any]]]:
     return [(ident, json.loads(raw)) for ident, raw in _raw(entries)]
 
 
+async def _range_all(redis: Any, key: str) -> list[tuple[str, str]]:
+    """Every entry of a stream, read in batches."""
+    out: list[tuple[str, str]] = []
+    start = "-"
+    while True:
+        batch = _raw(await redis.xrange(key, start, "+", count=_TRIM_BATCH))
+        out.extend(batch)
+        if len(batch) < _TRIM_BATCH:
+            return out
+        start = f"({batch[-1][0]}"
+
+
 class EventLog:
     """Append to and read a run's log. ``exact_trim`` trims to exactly ``maxlen`` (Redis otherwise
     trims in whole internal nodes, about 100 entries at a time, which is cheaper)."""
@@ -129,7 +167,7 @@ class EventLog:
             "1" if self.exact_trim else "0",
             self.milestones_maxlen,
         ]
-        return entry, [events_key(run_id), milestones_key(run_id)], args
+        return entry, [events_key(run_id), milestones_key(run_id), run_key(run_id)], args
 
     async def observe(self, entry: dict[str, Any]) -> None:
         """Add an entry appended elsewhere to the metrics it feeds."""
@@ -172,8 +210,53 @@ class EventLog:
         return out
 
     async def milestones(self, run_id: str, upto: str = "+") -> list[tuple[str, dict[str, Any]]]:
-        """The run's milestone entries (every kind but the high-volume ones), up to ``upto``."""
-        return _decode(await self.redis.xrange(milestones_key(run_id), "-", upto))
+        """The run's milestone entries (every kind but the high-volume ones), up to ``upto``; read from
+        the main log once the run was trimmed (its milestones stream is gone, the log holds them)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(milestones_key(run_id))
+            pipe.xrange(milestones_key(run_id), "-", upto)
+            kept, entries = await pipe.execute()
+        if kept:
+            return _decode(entries)
+        entries = await self.redis.xrange(events_key(run_id), "-", upto)
+        return [(i, e) for i, e in _decode(entries) if e.get("kind") not in HIGH_VOLUME_KINDS]
+
+    async def trim(self, run_id: str, ttl_s: int | None = None) -> tuple[int, int] | None:
+        """Shrink a finished run's log, in one step: the main log becomes its milestones plus what
+        readers fold of the rest (``compact``), under the same ids; the milestones stream goes. The
+        log keeps its TTL (``ttl_s``: this one instead). Returns the entries (before, after), or None
+        when there was nothing to trim (trimmed before, or gone).
+
+        Call it after ``TurnStore`` marked the run trimmed (appends then leave the milestones stream
+        alone); an append while it reads makes it read again."""
+        main, miles = events_key(run_id), milestones_key(run_id)
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(main, miles)
+                    if not await pipe.exists(miles):
+                        return None
+                    ttl_ms = await pipe.pttl(main)
+                    entries = await _range_all(pipe, main)
+                    milestones = await _range_all(pipe, miles)
+                    known = {ident for ident, _ in entries}
+                    merged = entries + [m for m in milestones if m[0] not in known]
+                    merged.sort(key=lambda item: parse_id(item[0]))
+                    kept = compact(merged)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.delete(main, miles)
+                    for ident, raw in kept:
+                        pipe.xadd(main, {"data": raw}, id=ident)
+                    if entries:  # ids go on after the last one ever given, even if it was not kept
+                        pipe.execute_command("XSETID", main, entries[-1][0])
+                    if kept and ttl_s is not None:
+                        pipe.expire(main, ttl_s)
+                    elif kept and ttl_ms > 0:
+                        pipe.pexpire(main, ttl_ms)
+                    await pipe.execute()
+                    return len(entries), len(kept)
+                except WatchError:
+                    continue
 
     async def first(self, run_id: str) -> tuple[str, dict[str, Any]] | None:
         """The oldest entry still in the main log."""
