@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 from .adapters._arq import DEFAULT_OUTAGE_S, connect, json_deserializer, json_serializer, resilient
 from .adapters._arq_worker import Worker
 from .adapters._redis_server import RedisServer
+from .adapters._retention import Retention
 from .events import RunEventModel, parse_event
 from .exceptions import RequestError, RunNotFoundError
 from .pipeline._control import cancel_run, cancel_tool, pause_run, resume_run
@@ -300,8 +301,10 @@ class Runner:
     ``on_shutdown`` and ``state``: the in-process workers' hooks and tool state. ``queue``: the arq queue
     this runner's runs and workers use (else arq's default): every worker on a queue must have the same
     tool sets and model client, so runners that differ keep to queues of their own. Other keywords go to the
-    in-process workers (``incremental.worker.worker_options``). ``settle_s``: after a run ends, how long
-    ``events`` and ``result`` wait for calls still in flight to report before they give up on them.
+    in-process workers (``incremental.worker.worker_options``); ``retention_s`` and ``trim_after_s``
+    (there) are also what this runner's runs are recorded with, workers or not. ``settle_s``: after a
+    run ends, how long ``events`` and ``result`` wait for calls still in flight to report before they
+    give up on them.
     """
 
     def __init__(
@@ -337,6 +340,10 @@ class Runner:
             state=state,
             queue=queue,
             **worker_kwargs,
+        )
+        # What this runner's runs are recorded with (the retention keywords, else the variables).
+        self.retention = Retention.configure(
+            worker_kwargs.get("retention_s"), worker_kwargs.get("trim_after_s")
         )
         if self.workers:
             worker_options(self.tools, **self._worker_options)  # a bad option fails here, not in a task
@@ -374,7 +381,7 @@ class Runner:
                 self._pool = await connect(url, self.queue)
                 settings = resilient(RedisSettings.from_dsn(url), DEFAULT_OUTAGE_S)
             await self._pool.ping()
-            self._svc = Services(pool=self._pool, registries=self.tools)
+            self._svc = Services(pool=self._pool, registries=self.tools, retention=self.retention)
             for _ in range(self.workers):
                 worker = Worker(
                     **worker_options(self.tools, **self._worker_options),

@@ -51,6 +51,18 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                                                 (default 120); the worker itself reconnects for ever
     queue             INCREMENTAL_QUEUE         the queue served (default arq's); a tool declared with
                                                 ``queue="gpu"`` runs only on workers of that queue
+    retention_s       INCREMENTAL_RETENTION     seconds a finished run's keys live after it ended
+                                                (default 86400; ``off``: 7 days after their last
+                                                write, as while it runs): its record, conversation,
+                                                results and log stay readable until then
+    trim_after_s      INCREMENTAL_TRIM_AFTER    seconds after its end a finished run is trimmed
+                                                (default 300; ``off``: never): its log keeps the
+                                                milestones and what its readers fold, the records
+                                                only a running run needs go
+    keep_result_s     INCREMENTAL_KEEP_RESULT   seconds arq keeps a finished job's result (default
+                                                3600): it dedupes a job id's enqueues; it holds the
+                                                job's arguments, which name a tool call's input and
+                                                never carry it
     on_startup(state), on_shutdown(state)       your hooks; ``state`` is ``ToolContext.state``
     monitor_interval_s                          seconds between the safety net's checks of a turn
                                                 (default 5): how soon a lost stream job is noticed, and
@@ -58,7 +70,9 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
 
 How they fit together. A killed worker's tool comes back after ``lease_s`` (30 s), far inside the
 turn's deadline for its results (``turn_timeout_s``, 300 s by default, counted from ``message_stop``),
-which is longer than a tool job may run (``job_timeout``). A stream that goes quiet is cut after 45 s,
+which is longer than a tool job may run (``job_timeout``). A run takes its retention from the
+process that started it (a runner's options and variables; see ``adapters._retention``): whichever
+process ends it applies that one. A stream that goes quiet is cut after 45 s,
 and a turn's streaming ends after 1200 s at most; a stream job the watchdog finds gone fails its run
 within ``monitor_interval_s`` (after ``lease_s`` when its worker was killed). On SIGTERM a worker takes
 no new job, gives running ones ``shutdown_grace_s``, then hands back what it can (tools, and streams
@@ -102,6 +116,7 @@ from .adapters._arq import (
     JOB_MONITOR_TURN,
     JOB_RUN_TOOL,
     JOB_STREAM_TURN,
+    JOB_TRIM_RUN,
     JOB_UNREADABLE,
     REDIS_ERRORS,
     Lease,
@@ -112,10 +127,12 @@ from .adapters._arq import (
 )
 from .adapters._arq_worker import CLAIMS_LEASE, Worker, make_worker
 from .adapters._model_clients import as_model_client
+from .adapters._retention import Retention
 from .events import JobHandedOverEvent
 from .pipeline._deadlines import HandedOver, StreamLimits
 from .pipeline._jobs import monitor_turn, run_tool, stream_turn, unreadable_job
 from .pipeline._services import Services
+from .pipeline._trim import trim_run
 from .tools import ToolRegistry
 
 __all__ = [
@@ -213,11 +230,16 @@ def worker_options(
     lease_s: float | None = None,
     shutdown_grace_s: float | None = None,
     monitor_interval_s: float = 5.0,
+    retention_s: float | str | None = None,
+    trim_after_s: float | str | None = None,
+    keep_result_s: float | None = None,
     **arq_options: Any,
 ) -> dict[str, Any]:
     """Keyword arguments for incremental's ``Worker`` (``adapters._arq_worker``; ``settings`` and the
     in-process workers share them). Plain arq's ``Worker`` ignores ``turn_slots`` and ``wake``."""
     registries = _toolsets(tools)
+    retention = Retention.configure(retention_s, trim_after_s)
+    keep_result = _seconds(keep_result_s, "INCREMENTAL_KEEP_RESULT", 3600.0)
     client = as_model_client(model_client)
     shared: dict[str, Any] = {} if state is None else state
     limits = StreamLimits(
@@ -240,6 +262,7 @@ def worker_options(
             state=shared,
             monitor_interval_s=monitor_interval_s,
             stream_limits=limits,
+            retention=retention,
         )
         services.client()  # the built-in client's HTTP pool is made now, not on the way to a request
         ctx["services"] = services
@@ -280,12 +303,16 @@ def worker_options(
     async def unreadable(ctx: dict[str, Any], why: str) -> str:
         return await unreadable_job(ctx["services"], str(ctx.get("job_id")), why)
 
+    async def trim_run_job(ctx: dict[str, Any], run_id: str) -> str:
+        return await trim_run(ctx["services"], run_id)
+
     options: dict[str, Any] = {
         "functions": [
             func(run_tool_job, name=JOB_RUN_TOOL, max_tries=5, timeout=tool_timeout),
             func(stream_turn_job, name=JOB_STREAM_TURN, max_tries=5, timeout=limits.total_s + 60),
             func(monitor_turn_job, name=JOB_MONITOR_TURN, max_tries=5, timeout=60),
             func(unreadable, name=JOB_UNREADABLE, max_tries=1, timeout=60),
+            func(trim_run_job, name=JOB_TRIM_RUN, max_tries=5, timeout=300),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
@@ -299,7 +326,7 @@ def worker_options(
         "wake": wake if wake is not None else _env("INCREMENTAL_WAKE", "1") not in ("0", "false", "no"),
         "job_timeout": tool_timeout,
         "queue_name": queue or _env("INCREMENTAL_QUEUE", default_queue_name),
-        "keep_result": 3600,
+        "keep_result": keep_result,
         "health_check_interval": 30,
         "lease_s": lease,
         "ctx": {_CTX: {"shutdown_grace_s": grace, "stream_timeout_s": limits.total_s}},

@@ -10,6 +10,8 @@ this module only. Job ids are derived from what the job is about, so enqueueing 
                                                           (and ``:g{n}`` when it found its run paused and a
                                                           resume enqueued it again: generation n)
     inc:monitor:{run}:{turn}:{check}        monitor_turn  a fresh id per check: no check hits the retry cap
+    inc:trim:{run}                          trim_run      one per run, deferred from its end by its
+                                                          ``Retention.trim_after_s``
 
 A job whose payload is not our JSON (enqueued through a pool with arq's default pickle serializer, or by
 another version) must not vanish into arq's log while its run waits: ``json_deserializer`` hands arq a
@@ -53,6 +55,7 @@ __all__ = [
     "JOB_MONITOR_TURN",
     "JOB_RUN_TOOL",
     "JOB_STREAM_TURN",
+    "JOB_TRIM_RUN",
     "JOB_UNREADABLE",
     "Lease",
     "ToolJob",
@@ -60,6 +63,7 @@ __all__ = [
     "enqueue_monitor",
     "enqueue_stream_turn",
     "enqueue_tool",
+    "enqueue_trim",
     "job_alive",
     "job_known",
     "job_lease",
@@ -79,6 +83,7 @@ REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 JOB_RUN_TOOL = "run_tool"
 JOB_STREAM_TURN = "stream_turn"
 JOB_MONITOR_TURN = "monitor_turn"
+JOB_TRIM_RUN = "trim_run"
 JOB_UNREADABLE = "unreadable_job"
 
 
@@ -385,4 +390,11 @@ async def enqueue_monitor(
         _job_id=monitor_job_id(run_id, turn, check),
         _defer_by=max(defer_s, 0.001),
         **_on(queue),
+    )
+
+
+async def enqueue_trim(pool: ArqRedis, run_id: str, defer_s: float, *, queue: str | None = None) -> bool:
+    """Schedule the trim of a finished run (``pipeline._trim``), ``defer_s`` seconds from now."""
+    return await _enqueue(
+        pool, JOB_TRIM_RUN, run_id, _job_id=f"inc:trim:{run_id}", _defer_by=max(defer_s, 0.001), **_on(queue)
     )

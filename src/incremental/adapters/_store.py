@@ -30,6 +30,19 @@ Keys (all values JSON or plain strings; nothing pickled)::
     inc:run:{run}:held            list   tool jobs (JSON) held because the run is paused, released by resume
     inc:run:{run}:cancels         hash   tool_use_id -> reason: a cancel was asked for this tool
     inc:run:{run}:generations     hash   tool_use_id -> the job generation that may run (see ToolJob)
+    inc:run:{run}:inputs          hash   tool_use_id -> the call's validated input (JSON), from dispatch
+                                         until its result is recorded: tool jobs carry a reference, and
+                                         the worker reads the input here (``tool_input``)
+    inc:run:{run}                 ...    also retention_s, trim_after_s (the run's ``Retention``: "off"
+                                         or seconds), retained (set at the end under a retention: every
+                                         key written from then on gets the record's remaining TTL),
+                                         trimmed ("1" once ``trim_run`` ran)
+
+Retention (``_retention``): a running run's keys expire ``TTL_S`` after their last write; when it ends
+under a retention every key of it expires ``retention_s`` from then (``end_run``, ``retain``), and
+``trim_run`` later drops the records only a running run needs (``WORKING_PARTS``, turn records,
+execution counters, the control channel), keeping the record, the conversation, the results ledgers
+and the tool index (``cancel_tool`` of a finished call still answers ``"finished"``).
 
 The turn's continuation is decided inside Lua scripts, so exactly one caller ever sees ``"continue"``:
 the one whose result completes a sealed turn, or the seal itself when every result was already in,
@@ -61,6 +74,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.asyncio import Redis
 
 from ..tools._results import ToolResult
+from ._control import control_key
+from ._eventlog import LOG_APPEND_LUA
+from ._retention import RUN_TTL_LUA, Retention, run_key
 
 if TYPE_CHECKING:
     from ..events import RunEventModel
@@ -80,12 +96,15 @@ end
 return 'ok'
 """
 
-# KEYS turn, results, events, milestones  ARGV id, result JSON, now, ledger ttl, then the event log's
-# append arguments: maxlen, entry JSON, ttl, milestone ('1'), exact trim ('1'), milestones maxlen.
-# The result and its event are written together: a result in the ledger always has its event in the log.
+# KEYS turn, results, events, milestones, run, inputs  ARGV id, result JSON, now, ledger ttl, then the
+# event log's append arguments: maxlen, entry JSON, ttl, milestone ('1'), exact trim ('1'), milestones
+# maxlen. The result and its event are written together: a result in the ledger always has its event
+# in the log; the call's stored input goes with it (no job needs it once the result is in).
 # A second write of the very same result (a command retried after its reply was lost) is 'mine', or
 # 'continue' again if it was the one that completed the turn.
-_ADD_RESULT_LOGGED = """
+_ADD_RESULT_LOGGED = (
+    LOG_APPEND_LUA
+    + """
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then
   if existing ~= ARGV[2] then return {'dup', ''} end
@@ -93,18 +112,9 @@ if existing then
   return {'mine', ''}
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-local id
-if ARGV[9] == '1' then
-  id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[5], '*', 'data', ARGV[6])
-else
-  id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'data', ARGV[6])
-end
-redis.call('EXPIRE', KEYS[3], ARGV[7])
-if ARGV[8] == '1' then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], id, 'data', ARGV[6])
-  redis.call('EXPIRE', KEYS[4], ARGV[7])
-end
+redis.call('EXPIRE', KEYS[2], run_ttl(KEYS[5], ARGV[4]))
+redis.call('HDEL', KEYS[6], ARGV[1])
+local id = log_append(KEYS[3], KEYS[4], KEYS[5], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
 if redis.call('HGET', KEYS[1], 'sealed') == '1' and not redis.call('HGET', KEYS[1], 'continued') then
   local n = tonumber(redis.call('HGET', KEYS[1], 'n_expected') or '0')
   if redis.call('HLEN', KEYS[2]) >= n then
@@ -115,6 +125,7 @@ if redis.call('HGET', KEYS[1], 'sealed') == '1' and not redis.call('HGET', KEYS[
 end
 return {'ok', id}
 """
+)
 
 # KEYS turn, results, blocks  ARGV 'release' (give the claim back: another job requests the turn
 # afresh) or 'restart' (this job requests it again), now. Only while nothing of the turn was dispatched;
@@ -212,10 +223,19 @@ redis.call('HSET', KEYS[1], 'continued', 'blocked', 'status', ARGV[1], 'reason',
 return 1
 """
 
+# KEYS run  ARGV state, reason, now, the ender's retention ('off' or seconds, for a run recorded
+# without one). Under a retention the record is marked ``retained`` and expires that long from now
+# (``TurnStore.retain`` then does the run's other keys); returns the retention in seconds, 'off', or
+# 0 when the run had ended already.
 _END_RUN = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'ended_at', ARGV[3])
-return 1
+local keep = redis.call('HGET', KEYS[1], 'retention_s') or ARGV[4]
+if keep == 'off' then return 'off' end
+local seconds = math.max(1, math.ceil(tonumber(keep)))
+redis.call('HSET', KEYS[1], 'retained', tostring(seconds))
+redis.call('EXPIRE', KEYS[1], seconds)
+return tostring(seconds)
 """
 
 _CHAIN_ADD = """
@@ -272,14 +292,17 @@ end
 return tostring(n)
 """
 
-# KEYS results, exec, cancels  ARGV id, reason, ttl
-_CANCEL_TOOL = """
+# KEYS results, exec, cancels, run  ARGV id, reason, ttl
+_CANCEL_TOOL = (
+    RUN_TTL_LUA
+    + """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'finished' end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[3], run_ttl(KEYS[4], ARGV[3]))
 if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then return 'signalled' end
 return 'cancelled'
 """
+)
 
 # KEYS run  ARGV now
 _PAUSE = """
@@ -391,12 +414,17 @@ class RunRecord(dict[str, Any]):
 
 
 class TurnStore:
-    """Typed access to the keys above. One instance per Redis connection."""
+    """Typed access to the keys above. One instance per Redis connection.
+
+    ``retention``: what new runs are recorded with, and what ends a run recorded without one."""
 
     TTL_S = 7 * 24 * 3600
+    # Per-run records only a running run needs: deleted when the run is trimmed.
+    WORKING_PARTS = ("starts", "held", "cancels", "generations", "inputs")
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, retention: Retention | None = None) -> None:
         self.redis = redis
+        self.retention = retention if retention is not None else Retention.configure()
         self._add_result = redis.register_script(_ADD_RESULT)
         self._add_result_logged = redis.register_script(_ADD_RESULT_LOGGED)
         self._restart_stream = redis.register_script(_RESTART_STREAM)
@@ -421,7 +449,7 @@ class TurnStore:
 
     @staticmethod
     def run_key(run_id: str) -> str:
-        return f"inc:run:{run_id}"
+        return run_key(run_id)
 
     @staticmethod
     def turn_key(run_id: str, turn: int) -> str:
@@ -451,6 +479,7 @@ class TurnStore:
             pipe.hset(
                 key,
                 mapping={
+                    **self.retention.record(),
                     **(record or {}),
                     "config": json.dumps(config),
                     "state": "running",
@@ -471,9 +500,90 @@ class TurnStore:
         return record
 
     async def end_run(self, run_id: str, state: str, reason: str) -> bool:
-        """Move a running run to its final state. False if it had already ended."""
-        ended = await self._end_run(keys=[self.run_key(run_id)], args=[state, reason, repr(time.time())])
-        return bool(ended)
+        """Move a running run to its final state (and its keys under its retention: ``retain``). False
+        if it had already ended."""
+        args = [state, reason, repr(time.time()), self.retention.record()["retention_s"]]
+        ended = _s(await self._end_run(keys=[self.run_key(run_id)], args=args))
+        if ended in (None, "0"):
+            return False
+        if ended != "off":
+            await self.retain(run_id, int(str(ended)))
+        return True
+
+    async def retention_of(self, run_id: str) -> tuple[Retention, str | None]:
+        """The run's retention (this store's for a run recorded without one) and its queue."""
+        fields = ("retention_s", "trim_after_s", "queue")
+        values = await _a(self.redis.hmget(self.run_key(run_id), list(fields)))
+        record = {k: _s(v) for k, v in zip(fields, values, strict=True) if v is not None}
+        return Retention.of_run(record, self.retention), record.get("queue") or None
+
+    async def run_keys(self, run_id: str) -> tuple[list[str], list[str]]:
+        """The run's own keys, as (kept for readers of a finished run, needed only while it runs)."""
+        run = await self.run(run_id)
+        turn = run.turn if run is not None else 0
+        tools = [str(_s(t)) for t in await _a(self.redis.hkeys(self._run_part(run_id, "tools")))]
+        kept = [
+            self.run_key(run_id),
+            f"{self.run_key(run_id)}:messages",
+            self._run_part(run_id, "tools"),
+            *(self.results_key(run_id, n) for n in range(turn + 1)),
+            f"inc:events:{run_id}",
+            f"inc:milestones:{run_id}",
+        ]
+        working = [
+            *(self._run_part(run_id, part) for part in self.WORKING_PARTS),
+            *(self.turn_key(run_id, n) for n in range(turn + 2)),  # the next one may have a record
+            *(f"inc:exec:{run_id}:{tool_id}" for tool_id in tools),
+            control_key(run_id),
+        ]
+        return kept, working
+
+    async def retain(self, run_id: str, ttl_s: int) -> None:
+        """Every key of the run expires ``ttl_s`` from now (its record has been, by ``end_run``)."""
+        kept, working = await self.run_keys(run_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in [*kept, *working]:
+                pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+    async def trim_run(self, run_id: str) -> int | None:
+        """Mark a finished run trimmed and drop its working records (see the module docstring); what
+        stays gets the record's remaining TTL. Returns that TTL (-1: none), or None when the run is
+        gone or still running. The event log is ``EventLog.trim``'s, after this."""
+        run = await self.run(run_id)
+        if run is None or run.state in ("", "running"):
+            return None
+        kept, working = await self.run_keys(run_id)
+        key = self.run_key(run_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "trimmed", "1")
+            pipe.delete(*working)
+            pipe.ttl(key)
+            ttl = int((await pipe.execute())[-1])
+        if ttl > 0:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in kept[1:]:
+                    pipe.expire(name, ttl)
+                await pipe.execute()
+        return ttl
+
+    # ------------------------------------------------------------ tool inputs
+
+    async def put_input(self, run_id: str, tool_use_id: str, args: dict[str, Any]) -> None:
+        """Keep a dispatched call's input until its result is recorded (its job carries a reference)."""
+        key = self._run_part(run_id, "inputs")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, tool_use_id, json.dumps(args, separators=(",", ":")))
+            pipe.expire(key, self.TTL_S)
+            await pipe.execute()
+
+    async def tool_input(self, run_id: str, tool_use_id: str) -> dict[str, Any] | None:
+        """A dispatched call's input; None once its result is recorded (or the run was trimmed)."""
+        raw = await _a(self.redis.hget(self._run_part(run_id, "inputs"), tool_use_id))
+        if raw is None:
+            return None
+        value: dict[str, Any] = json.loads(raw)
+        return value
 
     async def messages(self, run_id: str) -> list[dict[str, Any]]:
         raw = await self.redis.get(f"{self.run_key(run_id)}:messages")
@@ -537,7 +647,12 @@ class TurnStore:
         was the result that completed the turn."""
         entry, log_keys, log_args = log.append_args(event)
         raw = await self._add_result_logged(
-            keys=[self.turn_key(run_id, turn), self.results_key(run_id, turn), *log_keys],
+            keys=[
+                self.turn_key(run_id, turn),
+                self.results_key(run_id, turn),
+                *log_keys,
+                self._run_part(run_id, "inputs"),
+            ],
             args=[result.tool_use_id, result.to_json(), repr(time.time()), str(self.TTL_S), *log_args],
         )
         outcome, entry_id = (str(_s(item)) for item in raw)
@@ -767,6 +882,7 @@ class TurnStore:
                 self.results_key(run_id, turn),
                 f"inc:exec:{run_id}:{tool_use_id}",
                 self._run_part(run_id, "cancels"),
+                self.run_key(run_id),
             ],
             args=[tool_use_id, reason, str(self.TTL_S)],
         )

@@ -22,6 +22,7 @@ from ..events import (
 )
 from ..tools import Planned, ToolResult
 from ._services import Services
+from ._trim import schedule_trim
 
 __all__ = [
     "advance_chain",
@@ -239,7 +240,8 @@ async def end_run(
 
     ``error_type`` (failed runs) names the error class that failed it. Tools a pause was holding get
     their cancelled result here (nothing will release them now); a continuation a pause was holding is
-    dropped. False if the run had already ended.
+    dropped. Its keys then follow its retention (``store.end_run``), and its trim is scheduled
+    (``schedule_trim``). False if the run had already ended.
     """
     if not await svc.store.end_run(run_id, state, reason):
         if await svc.store.run(run_id) is None and await svc.events.first_id(run_id) is not None:
@@ -286,4 +288,5 @@ async def end_run(
             f"not run: the run ended ({state}: {reason}) while a pause held this tool",
         ).with_(finished_at=time.time())
         await finish_result(svc, run_id, job.turn, result, key=job.concurrency_key)
+    await schedule_trim(svc, run_id)
     return True

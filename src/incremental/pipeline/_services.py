@@ -21,6 +21,7 @@ from ..adapters._control import RedisControl
 from ..adapters._eventlog import EventLog
 from ..adapters._messages_client import MessagesClient
 from ..adapters._model_clients import ModelClient
+from ..adapters._retention import Retention
 from ..adapters._store import RunRecord, TurnStore
 from ..exceptions import UnknownToolsetError
 from ..tools import ToolRegistry, simulated_registry
@@ -43,7 +44,8 @@ class Services:
     ``model_client``: None means the built-in ``MessagesClient``, configured from the environment
     (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) when it is first needed. ``state`` is what the
     tools see as ``ToolContext.state``. ``stream_limits`` bound every wait for the model; ``drain`` is
-    the worker's shutdown as its jobs see it (``_deadlines``).
+    the worker's shutdown as its jobs see it (``_deadlines``). ``retention``: what the runs this
+    process starts are recorded with (and what ends a run recorded without one), ``_retention``.
     """
 
     pool: ArqRedis
@@ -53,10 +55,11 @@ class Services:
     monitor_interval_s: float = 5.0
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
     drain: Drain = field(default_factory=Drain)
+    retention: Retention = field(default_factory=Retention.configure)
     _simulated: dict[str, ToolRegistry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.store: TurnStore = TurnStore(self.pool)
+        self.store: TurnStore = TurnStore(self.pool, self.retention)
         self.events: EventLog = EventLog(self.pool)
         self.control: RedisControl = RedisControl(self.pool)
         self._own_client: MessagesClient | None = None
@@ -79,6 +82,9 @@ class Services:
         self, run_id: str, turn: int, check: int, defer_s: float, *, queue: str | None = None
     ) -> bool:
         return await _arq.enqueue_monitor(self.pool, run_id, turn, check, defer_s, queue=queue)
+
+    async def enqueue_trim(self, run_id: str, defer_s: float, *, queue: str | None = None) -> bool:
+        return await _arq.enqueue_trim(self.pool, run_id, defer_s, queue=queue)
 
     # ------------------------------------------------------------ what a run uses
 
