@@ -133,13 +133,18 @@ def run_of_job(job_id: str) -> tuple[str, int | None] | None:
 
 @dataclass(frozen=True, slots=True)
 class ToolJob:
-    """Everything a worker needs to run one tool call. JSON-ready."""
+    """Everything a worker needs to run one tool call, by reference. JSON-ready.
+
+    The call's input is not in the job: it is stored once, with the run (``TurnStore.put_input``),
+    and the worker reads it there, so neither arq's job nor its result (which keeps a job's
+    arguments) holds a copy of a large input. ``args``: an input carried inline instead (a job
+    enqueued by an earlier version); None for a reference."""
 
     run_id: str
     turn: int
     tool_use_id: str
     name: str
-    args: dict[str, Any]
+    args: dict[str, Any] | None = None
     index: int = 0
     concurrency_key: str | None = None
     queue: str | None = None

@@ -46,13 +46,14 @@ def input_preview(value: object, limit: int = _PREVIEW_CHARS) -> str:
 async def dispatch(
     svc: Services, run_id: str, turn: int, planned: Planned, *, ready_at: float | None = None
 ) -> None:
-    """Enqueue a validated call; behind earlier calls with the same concurrency key, if any."""
+    """Enqueue a validated call; behind earlier calls with the same concurrency key, if any. Its
+    input is stored with the run first: the job only names the call."""
+    await svc.store.put_input(run_id, planned.call.id, planned.args)
     job = ToolJob(
         run_id=run_id,
         turn=turn,
         tool_use_id=planned.call.id,
         name=planned.call.name,
-        args=planned.args,
         index=planned.call.index,
         concurrency_key=planned.concurrency_key,
         queue=planned.spec.queue,

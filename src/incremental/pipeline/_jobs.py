@@ -768,6 +768,15 @@ async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
         )
         await finish_result(svc, run_id, turn, result, key=job.concurrency_key)
         return "refused"
+    if job.args is None:  # the job names the call; its input is stored with the run
+        args = await svc.store.tool_input(run_id, job.tool_use_id)
+        if args is None:  # its result was recorded meanwhile (a cancel), or the run is gone
+            result = ToolResult.failure(
+                job.tool_use_id, job.name, "error", "not run: the call's input is no longer stored"
+            )
+            await finish_result(svc, run_id, turn, result, key=job.concurrency_key)
+            return "no input"
+        job = dataclasses.replace(job, args=args)
     await svc.events.append(
         ToolStartedEvent(
             run_id=run_id,
@@ -826,7 +835,7 @@ async def _execute_listening(
     landed keeps its own result (``after_cancel`` says it was told anyway).
     """
     started_at = time.time()
-    task = asyncio.create_task(execute(spec, job.args, ctx), name=f"tool:{job.tool_use_id}")
+    task = asyncio.create_task(execute(spec, job.args or {}, ctx), name=f"tool:{job.tool_use_id}")
     told: list[str] = []
 
     def stop(reason: str) -> None:
