@@ -71,7 +71,13 @@ class _State:
     async def start(self) -> None:
         self._own_runner = self.config.runner is None
         if self.config.runner is None:
-            self.runner = Runner(tools=self.config.tools, redis_url=self.config.redis_url, workers=0)
+            self.runner = Runner(
+                tools=self.config.tools,
+                redis_url=self.config.redis_url,
+                workers=0,
+                retention_s=self.config.retention_s,
+                trim_after_s=self.config.trim_after_s,
+            )
             await self.runner.open()
         else:
             self.runner = self.config.runner
@@ -211,7 +217,7 @@ async def create_run(request: Request) -> Response:
         )
     except RequestError as exc:
         raise ApiError(400, str(exc)) from None
-    await state.pool.zadd(f"inc:runs:{principal.name}", {run_id: now})
+    await _index_run(state, principal.name, run_id, now)
     url = f"/v1/runs/{run_id}"
     return JSONResponse(
         {
@@ -224,6 +230,35 @@ async def create_run(request: Request) -> Response:
         status_code=201,
         headers={"Location": url},
     )
+
+
+_INDEX_SWEEP = 20  # index entries looked at per new run, oldest first
+
+
+async def _index_run(state: _State, owner: str, run_id: str, now: float) -> None:
+    """Add a run to its owner's index (``inc:runs:{owner}``, scored by creation time) and keep the index
+    in step with the runs' retention: of the entries created before any run's record could have
+    expired (a finished run's lives ``retention_s`` past its end, a running one's ``TTL_S`` past its
+    last write), the oldest few whose record is gone are dropped. The index itself expires when its
+    owner has started nothing for that long."""
+    key = f"inc:runs:{owner}"
+    store = state.services.store
+    keep = store.retention.ttl_s
+    horizon = min(store.TTL_S, keep) if keep is not None else store.TTL_S
+    async with state.pool.pipeline(transaction=False) as pipe:
+        pipe.zadd(key, {run_id: now})
+        pipe.expire(key, max(store.TTL_S, keep or 0))
+        pipe.zrangebyscore(key, "-inf", now - horizon, start=0, num=_INDEX_SWEEP)
+        *_, old = await pipe.execute()
+    if not old:
+        return
+    async with state.pool.pipeline(transaction=False) as pipe:
+        for member in old:
+            pipe.exists(store.run_key(member.decode() if isinstance(member, bytes) else str(member)))
+        alive = await pipe.execute()
+    gone = [member for member, found in zip(old, alive, strict=True) if not found]
+    if gone:
+        await state.pool.zrem(key, *gone)
 
 
 async def list_runs(request: Request) -> Response:

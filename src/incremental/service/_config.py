@@ -32,3 +32,9 @@ class ServiceConfig:
     default_model: str = "claude-sonnet-4-5"
     default_max_tokens: int = 8192
     event_log: dict[str, Any] = field(default_factory=dict)  # EventLog options (maxlen, exact_trim...)
+    # How long a finished run stays, and when it is trimmed (seconds or "off"; None: INCREMENTAL_RETENTION
+    # and INCREMENTAL_TRIM_AFTER, else a day and 5 minutes; see incremental.worker). The runs this service
+    # starts are recorded with it, and each caller's run index (inc:runs:{name}) keeps pace with it. With
+    # ``runner`` given, that runner's.
+    retention_s: float | str | None = None
+    trim_after_s: float | str | None = None
