@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from ..events import RunEventModel, to_entry
-from ._metrics import MetricsStore
+from ._metrics import METRICS_LUA, MetricsStore
 from ._retention import RUN_TTL_LUA, compact, run_key
 
 __all__ = [
@@ -57,6 +57,7 @@ HIGH_VOLUME_KINDS = frozenset({"text_delta", "tool_field_completed", "tool_progr
 # holds them); the keys get the run's TTL once it has ended under a retention (``run_ttl``).
 LOG_APPEND_LUA = (
     RUN_TTL_LUA
+    + METRICS_LUA
     + """
 local function log_append(events, milestones, run, maxlen, entry, ttl, milestone, exact, milestones_maxlen)
   ttl = run_ttl(run, ttl)
@@ -79,7 +80,9 @@ end
 _APPEND = (
     LOG_APPEND_LUA
     + """
-return log_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+local id = log_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+apply_metrics(7)
+return id
 """
 )
 _TRIM_BATCH = 1000
@@ -167,27 +170,14 @@ class EventLog:
             "1" if self.exact_trim else "0",
             self.milestones_maxlen,
         ]
+        if self.metrics is not None:
+            args += self.metrics.ops(entry)  # applied in the same call (``apply_metrics``)
         return entry, [events_key(run_id), milestones_key(run_id), run_key(run_id)], args
-
-    async def observe(self, entry: dict[str, Any]) -> None:
-        """Add an entry appended elsewhere to the metrics it feeds."""
-        if self.metrics is None or not self.metrics.observes(entry["kind"]):
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self.metrics.observe(pipe, entry)
-            await pipe.execute()
 
     async def append(self, event: RunEventModel) -> str:
         """Append one event (a model of ``incremental.events``); returns its stream id (its offset)."""
-        entry, keys, args = self.append_args(event)
-        kind = entry["kind"]
-        if self.metrics is None or not self.metrics.observes(kind):
-            entry_id = await self._append(keys=keys, args=args)
-        else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await self._append(keys=keys, args=args, client=pipe)
-                self.metrics.observe(pipe, entry)
-                entry_id = (await pipe.execute())[0]
+        _entry, keys, args = self.append_args(event)
+        entry_id = await self._append(keys=keys, args=args)
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def read(

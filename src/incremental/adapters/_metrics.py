@@ -1,7 +1,7 @@
 """Service-wide metrics, kept in Redis so every worker and every service process adds to the same figures.
 
 The event log feeds them: each appended event that carries a measurement adds to a counter or a
-histogram here, in the same round trip as the append (``EventLog.append`` puts both in one pipeline).
+histogram here, in the same Lua call as the append (``ops`` are the append script's last arguments).
 ``read()`` returns them as plain numbers; the service turns them into Prometheus metrics and into the
 dashboard's panel.
 
@@ -24,7 +24,25 @@ from redis.asyncio import Redis
 
 from ..events import RUN_FINAL_KINDS
 
-__all__ = ["BUCKETS", "Histogram", "MetricsSnapshot", "MetricsStore"]
+__all__ = ["BUCKETS", "METRICS_LUA", "Histogram", "MetricsSnapshot", "MetricsStore"]
+
+# Applies ``MetricsStore.ops`` given as the script's arguments from ``first`` on.
+METRICS_LUA = """
+local function apply_metrics(first)
+  for i = first, #ARGV - 3, 4 do
+    local op, key, name, amount = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    if op == 'hincrby' then
+      redis.call('HINCRBY', key, name, amount)
+    elseif op == 'hincrbyfloat' then
+      redis.call('HINCRBYFLOAT', key, name, amount)
+    elseif op == 'sadd' then
+      redis.call('SADD', key, name)
+    elseif op == 'srem' then
+      redis.call('SREM', key, name)
+    end
+  end
+end
+"""
 
 # Seconds. Wide enough for ~1 ms dispatch latencies and minute-long tools alike.
 BUCKETS: tuple[float, ...] = (
@@ -50,7 +68,6 @@ BUCKETS: tuple[float, ...] = (
 _PREFIX = "inc:metrics"
 _TOOL_FINAL = frozenset({"tool_completed", "tool_failed", "tool_cancelled", "tool_refused"})
 _RUN_FINAL = RUN_FINAL_KINDS
-_OBSERVED = _TOOL_FINAL | _RUN_FINAL | {"run_started", "tool_started", "request_sent", "turn_completed"}
 _SEP = "\x1f"
 
 
@@ -107,47 +124,50 @@ class MetricsStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    @staticmethod
-    def observes(kind: str) -> bool:
-        return kind in _OBSERVED
-
-    def observe(self, pipe: Any, event: dict[str, Any]) -> None:
-        """Queue on ``pipe`` what ``event`` adds to the metrics (nothing when it carries no figure)."""
+    def ops(self, event: dict[str, Any]) -> list[str]:
+        """What ``event`` adds to the metrics, as flat ``op, key, field, amount`` quadruples (``op`` one
+        of hincrby, hincrbyfloat, sadd, srem; ``amount`` unused by the set ops). The event log's append
+        script applies them in the same call (``METRICS_LUA``); nothing when the event carries no figure.
+        """
+        out: list[str] = []
         kind = event["kind"]
         if kind in _TOOL_FINAL:
             started, finished = _float(event.get("started_at")), _float(event.get("finished_at"))
             # Only calls that ran have a tool set's name; a refused one may carry any name the model
             # wrote, which must not become a label of its own.
             tool = str(event.get("name") or "?") if started is not None else "_not_run"
-            pipe.sadd(f"{_PREFIX}:tools", tool)
-            pipe.hincrby(f"{_PREFIX}:results", f"{tool}{_SEP}{event.get('status') or '?'}", 1)
+            out += ["sadd", f"{_PREFIX}:tools", tool, ""]
+            out += ["hincrby", f"{_PREFIX}:results", f"{tool}{_SEP}{event.get('status') or '?'}", "1"]
             if started is not None and finished is not None:
-                self._observe(pipe, _hist_key("tool_duration", tool), finished - started)
+                out += self._observe(_hist_key("tool_duration", tool), finished - started)
         elif kind == "tool_started":
             ready = _float(event.get("ready_at"))
             if ready is not None:
-                self._observe(pipe, _hist_key("dispatch_latency"), event["ts"] - ready)
+                out += self._observe(_hist_key("dispatch_latency"), event["ts"] - ready)
         elif kind == "request_sent":
             since = _float(event.get("since_continue_s"))
             if since is not None:
-                self._observe(pipe, _hist_key("continuation_latency"), since)
+                out += self._observe(_hist_key("continuation_latency"), since)
         elif kind == "turn_completed":
             saved = _float(event.get("saved_s"))
             if saved is not None:
-                pipe.hincrbyfloat(f"{_PREFIX}:counters", "saved_s", saved)
-                pipe.hincrby(f"{_PREFIX}:counters", "turns", 1)
+                out += ["hincrbyfloat", f"{_PREFIX}:counters", "saved_s", repr(saved)]
+                out += ["hincrby", f"{_PREFIX}:counters", "turns", "1"]
         elif kind == "run_started":
-            pipe.sadd(f"{_PREFIX}:runs_active", event["run_id"])
+            out += ["sadd", f"{_PREFIX}:runs_active", event["run_id"], ""]
         elif kind in _RUN_FINAL:
-            pipe.srem(f"{_PREFIX}:runs_active", event["run_id"])
-            pipe.hincrby(f"{_PREFIX}:counters", f"runs:{event.get('state') or kind}", 1)
+            out += ["srem", f"{_PREFIX}:runs_active", event["run_id"], ""]
+            out += ["hincrby", f"{_PREFIX}:counters", f"runs:{event.get('state') or kind}", "1"]
+        return out
 
     @staticmethod
-    def _observe(pipe: Any, key: str, value: float) -> None:
+    def _observe(key: str, value: float) -> list[str]:
         value = max(0.0, value)
-        pipe.hincrby(key, f"b{bisect.bisect_left(BUCKETS, value)}", 1)
-        pipe.hincrbyfloat(key, "sum", value)
-        pipe.hincrby(key, "count", 1)
+        return [
+            *("hincrby", key, f"b{bisect.bisect_left(BUCKETS, value)}", "1"),
+            *("hincrbyfloat", key, "sum", repr(value)),
+            *("hincrby", key, "count", "1"),
+        ]
 
     async def read(self) -> MetricsSnapshot:
         tools = sorted(_s(t) for t in await self.redis.smembers(f"{_PREFIX}:tools"))  # type: ignore[misc]

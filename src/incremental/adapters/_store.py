@@ -115,6 +115,7 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], run_ttl(KEYS[5], ARGV[4]))
 redis.call('HDEL', KEYS[6], ARGV[1])
 local id = log_append(KEYS[3], KEYS[4], KEYS[5], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+apply_metrics(11)
 if redis.call('HGET', KEYS[1], 'sealed') == '1' and not redis.call('HGET', KEYS[1], 'continued') then
   local n = tonumber(redis.call('HGET', KEYS[1], 'n_expected') or '0')
   if redis.call('HLEN', KEYS[2]) >= n then
@@ -645,7 +646,7 @@ class TurnStore:
         ``("dup", None)`` (another result was first: nothing is appended), or ``("mine", None)`` (this
         very result was recorded before: a retried write), or ``("continue", None)`` likewise, when it
         was the result that completed the turn."""
-        entry, log_keys, log_args = log.append_args(event)
+        _entry, log_keys, log_args = log.append_args(event)
         raw = await self._add_result_logged(
             keys=[
                 self.turn_key(run_id, turn),
@@ -656,8 +657,6 @@ class TurnStore:
             args=[result.tool_use_id, result.to_json(), repr(time.time()), str(self.TTL_S), *log_args],
         )
         outcome, entry_id = (str(_s(item)) for item in raw)
-        if entry_id:
-            await log.observe(entry)
         return outcome, entry_id or None
 
     async def mark_dispatched(self, run_id: str, turn: int) -> None:
