@@ -20,7 +20,8 @@ import incremental.worker
 SRC = Path(incremental.__file__).resolve().parent
 
 # What the core may import: the standard library's pure parts and its own modules.
-CORE_ALLOWED = {"__future__", "collections", "dataclasses", "enum", "json", "re", "typing"}
+# Pure computation only (zlib: the scanner keeps a long string's raw text compressed; no IO).
+CORE_ALLOWED = {"__future__", "collections", "dataclasses", "enum", "json", "re", "typing", "zlib"}
 IO_MODULES = ("asyncio", "socket", "ssl", "selectors", "httpx", "httpx_sse", "redis", "arq", "anyio", "trio")
 
 
