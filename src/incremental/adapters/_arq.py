@@ -52,6 +52,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ._arq_worker import wake_key
 
 __all__ = [
+    "ENQUEUE_LUA",
     "JOB_MONITOR_TURN",
     "JOB_RUN_TOOL",
     "JOB_STREAM_TURN",
@@ -60,6 +61,7 @@ __all__ = [
     "Lease",
     "ToolJob",
     "connect",
+    "enqueue_args",
     "enqueue_monitor",
     "enqueue_stream_turn",
     "enqueue_tool",
@@ -73,6 +75,7 @@ __all__ = [
     "resilient",
     "run_of_job",
     "stream_job_id",
+    "tool_enqueue_args",
 ]
 
 logger = logging.getLogger(__name__)
@@ -220,23 +223,43 @@ async def job_known(pool: ArqRedis, job_id: str) -> bool:
     return int(await pool.exists(*keys)) > 0
 
 
-# arq's enqueue, as one atomic call: refused (0) when the job or its result exists; else the job is
-# stored and queued, and announced on the wake list a worker waits on: its id when it is due now, else
-# "~" and its id (a deferred job: the worker learns when the queue's next job is due).
-_ENQUEUE = """
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
-  return 0
+# arq's enqueue, as one atomic Lua function: refused (0) when the job or its result exists; else the
+# job is stored and queued, and announced on the wake list a worker waits on: its id when it is due
+# now, else "~" and its id (a deferred job: the worker learns when the queue's next job is due).
+ENQUEUE_LUA = """
+local function arq_enqueue(job_key, result_key, queue, wake, payload, score, expires_ms, due_now, job_id)
+  if redis.call('EXISTS', job_key) == 1 or redis.call('EXISTS', result_key) == 1 then
+    return 0
+  end
+  redis.call('PSETEX', job_key, expires_ms, payload)
+  redis.call('ZADD', queue, score, job_id)
+  if due_now == '1' then
+    redis.call('RPUSH', wake, job_id)
+  else
+    redis.call('RPUSH', wake, '~' .. job_id)
+  end
+  redis.call('LTRIM', wake, -10000, -1)
+  return 1
 end
-redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
-if ARGV[4] == '1' then
-  redis.call('RPUSH', KEYS[4], ARGV[5])
-else
-  redis.call('RPUSH', KEYS[4], '~' .. ARGV[5])
-end
-redis.call('LTRIM', KEYS[4], -10000, -1)
-return 1
 """
+_ENQUEUE = ENQUEUE_LUA + "return arq_enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], unpack(ARGV))\n"
+
+
+def enqueue_args(
+    pool: ArqRedis, function: str, args: tuple[Any, ...], job_id: str, queue: str | None, defer_s: float
+) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of ``arq_enqueue`` for one job: arq's own payload (JSON), key and score."""
+    queue = queue or pool.default_queue_name
+    now_ms = int(time.time() * 1000)
+    defer_ms = round(defer_s * 1000)
+    payload = serialize_job(function, args, {}, None, now_ms, serializer=json_serializer)
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue, wake_key(queue)]
+    due_now = "0" if defer_ms > 0 else "1"
+    return keys, [payload, now_ms + defer_ms, defer_ms + pool.expires_extra_ms, due_now, job_id]
+
+
+def tool_enqueue_args(pool: ArqRedis, job: ToolJob) -> tuple[list[str], list[Any]]:
+    return enqueue_args(pool, JOB_RUN_TOOL, (job.to_dict(),), job.job_id, job.queue, 0.0)
 
 
 async def _enqueue(
@@ -252,17 +275,11 @@ async def _enqueue(
     transaction), and announce it on the queue's wake list when it is due now. True once enqueued,
     False when a job (or a result) with this id exists. Survives a Redis outage: a call cut by a lost
     connection is made again (if it had landed, the second one reads as "exists", which it does)."""
-    queue = _queue_name or pool.default_queue_name
     deadline = time.monotonic() + budget_s
     delay = 0.05
     while True:
         try:
-            now_ms = int(time.time() * 1000)
-            defer_ms = round((_defer_by or 0) * 1000)
-            payload = serialize_job(function, args, {}, None, now_ms, serializer=json_serializer)
-            keys = [job_key_prefix + _job_id, result_key_prefix + _job_id, queue, wake_key(queue)]
-            due_now = "0" if defer_ms > 0 else "1"
-            argv: list[Any] = [payload, now_ms + defer_ms, defer_ms + pool.expires_extra_ms, due_now, _job_id]
+            keys, argv = enqueue_args(pool, function, args, _job_id, _queue_name, _defer_by or 0.0)
             return bool(int(await pool.register_script(_ENQUEUE)(keys=keys, args=argv)))
         except REDIS_ERRORS as exc:
             why = f"{type(exc).__name__}: {exc}"

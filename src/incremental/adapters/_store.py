@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.asyncio import Redis
 
 from ..tools._results import ToolResult
+from ._arq import ENQUEUE_LUA, ToolJob, tool_enqueue_args
 from ._control import control_key
 from ._eventlog import LOG_APPEND_LUA
 from ._retention import RUN_TTL_LUA, Retention, run_key
@@ -102,6 +103,24 @@ return 'ok'
 # in the log; the call's stored input goes with it (no job needs it once the result is in).
 # A second write of the very same result (a command retried after its reply was lost) is 'mine', or
 # 'continue' again if it was the one that completed the turn.
+# A tool job enqueued, unless its run is paused, with its tool_enqueued event, in one call. KEYS: the
+# run's record, arq's four (``arq_enqueue``), the event log's three; ARGV: arq's five, then the log's.
+_ENQUEUE_TOOL = (
+    ENQUEUE_LUA
+    + LOG_APPEND_LUA
+    + """
+if redis.call('HGET', KEYS[1], 'paused') == '1' then
+  return {'paused', ''}
+end
+if arq_enqueue(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) == 0 then
+  return {'exists', ''}
+end
+local id = log_append(KEYS[6], KEYS[7], KEYS[8], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+apply_metrics(12)
+return {'enqueued', id}
+"""
+)
+
 _ADD_RESULT_LOGGED = (
     LOG_APPEND_LUA
     + """
@@ -428,6 +447,7 @@ class TurnStore:
         self.retention = retention if retention is not None else Retention.configure()
         self._add_result = redis.register_script(_ADD_RESULT)
         self._add_result_logged = redis.register_script(_ADD_RESULT_LOGGED)
+        self._enqueue_tool = redis.register_script(_ENQUEUE_TOOL)
         self._restart_stream = redis.register_script(_RESTART_STREAM)
         self._seal = redis.register_script(_SEAL)
         self._expire = redis.register_script(_EXPIRE)
@@ -658,6 +678,17 @@ class TurnStore:
         )
         outcome, entry_id = (str(_s(item)) for item in raw)
         return outcome, entry_id or None
+
+    async def enqueue_tool_logged(self, job: ToolJob, log: EventLog, event: RunEventModel) -> str:
+        """Enqueue a tool job with its ``tool_enqueued`` event, in one step, unless the run is paused:
+        ``"enqueued"``, ``"exists"`` (a job with its id exists: nothing was written) or ``"paused"``
+        (nothing was written: the caller holds the job)."""
+        arq_keys, arq_args = tool_enqueue_args(self.redis, job)  # type: ignore[arg-type]
+        _entry, log_keys, log_args = log.append_args(event)
+        raw = await self._enqueue_tool(
+            keys=[self.run_key(job.run_id), *arq_keys, *log_keys], args=[*arq_args, *log_args]
+        )
+        return str(_s(raw[0]))
 
     async def mark_dispatched(self, run_id: str, turn: int) -> None:
         """A call of this turn is being handed to a worker: the turn must never be requested again."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from ..adapters._arq import ToolJob
 from ..events import (
@@ -77,24 +78,27 @@ async def dispatch(
 
 
 async def enqueue_tool_job(svc: Services, job: ToolJob) -> None:
-    """Hand a job to the queue, unless the run is paused: then it is held until ``resume_run``.
+    """Hand a job to the queue (with its event, in one call), unless the run is paused: then it is held
+    until ``resume_run``. A pause that lands after that look is caught by ``run_tool``, which re-checks
+    at start."""
 
-    A pause that lands after the look at the flag is caught by ``run_tool``, which re-checks at start."""
-    if await svc.store.is_paused(job.run_id) and await svc.store.hold_if_paused(job.run_id, job.to_dict()):
-        await svc.events.append(
-            ToolPausedEvent(run_id=job.run_id, turn=job.turn, tool_use_id=job.tool_use_id, name=job.name)
-        )
-        return
-    created = await svc.enqueue_tool(job)
-    await svc.events.append(
-        ToolEnqueuedEvent(
-            run_id=job.run_id,
-            turn=job.turn,
-            tool_use_id=job.tool_use_id,
-            name=job.name,
-            duplicate=not created,
-        )
-    )
+    ids: dict[str, Any] = {
+        "run_id": job.run_id,
+        "turn": job.turn,
+        "tool_use_id": job.tool_use_id,
+        "name": job.name,
+    }
+    outcome = await svc.store.enqueue_tool_logged(job, svc.events, ToolEnqueuedEvent(**ids, duplicate=False))
+    if outcome == "paused":
+        if await svc.store.hold_if_paused(job.run_id, job.to_dict()):
+            await svc.events.append(ToolPausedEvent(**ids))
+            return
+        # Resumed (or ended) meanwhile: enqueue it anyway; run_tool re-checks the run when it starts.
+        outcome = "enqueued" if await svc.enqueue_tool(job) else "exists"
+        if outcome == "enqueued":
+            await svc.events.append(ToolEnqueuedEvent(**ids, duplicate=False))
+    if outcome == "exists":
+        await svc.events.append(ToolEnqueuedEvent(**ids, duplicate=True))
 
 
 async def finish_result(
