@@ -527,3 +527,26 @@ async def test_edits_through_a_symlink_alias_run_in_order(redis_url: str, tmp_pa
     assert summary["state"] == "completed"
     assert (workspace / "src" / "App.tsx").read_text() == "ONE TWO THREE FOUR\n"
     assert {e["concurrency_key"] for e in events if e["kind"] == "tool_waiting"} == {"src/App.tsx"}
+
+
+async def test_a_tool_whose_every_try_was_cut_short_gets_a_crashed_result_and_the_run_goes_on(
+    redis_url: str, fake_messages_api: FakeMessagesAPIFactory
+) -> None:
+    """arq drops a job at its retry cap without a word; past our own cap the call gets its result."""
+    from incremental.worker import TOOL_TRIES
+
+    run_id, tool_id = unique("run"), unique("toolu")
+    api = await fake_messages_api([tool_turn([(tool_id, "sleepy", {"seconds": 0})]), final_turn()], speed=0)
+    runner = await in_process(api.url, redis_url)
+    try:
+        # As if the call's job had been delivered TOOL_TRIES times already, each try killed mid-run.
+        await runner.pool.set(f"arq:retry:inc:tool:{run_id}:{tool_id}", TOOL_TRIES)
+        run = await runner.start(GO, **REQUEST, max_turns=2, run_id=run_id)
+        result = await run.result(timeout=TIMEOUT_S)
+    finally:
+        await runner.aclose()
+    assert result.state == "completed", result.reason
+    [tool] = result.tools
+    assert (tool.status, tool.executions, tool.is_error) == ("crashed", 0, True)
+    assert f"stopped {TOOL_TRIES} times" in str(tool.content)
+    assert len(api.requests) == 2  # the turn went on with the error result

@@ -130,7 +130,7 @@ from .adapters._model_clients import as_model_client
 from .adapters._retention import Retention
 from .events import JobHandedOverEvent
 from .pipeline._deadlines import HandedOver, StreamLimits
-from .pipeline._jobs import monitor_turn, run_tool, stream_turn, unreadable_job
+from .pipeline._jobs import give_up_tool, monitor_turn, run_tool, stream_turn, unreadable_job
 from .pipeline._services import Services
 from .pipeline._trim import trim_run
 from .tools import ToolRegistry
@@ -152,6 +152,7 @@ logger = logging.getLogger(__name__)
 
 _CTX = "incremental"  # the worker ctx's entry for these options (arq passes ctx through untouched)
 _HANDOVER_S = 5.0  # how long a drain waits for handed-over jobs to be back in the queue
+TOOL_TRIES = 5  # tries of a tool job cut short (its worker killed) before the call gets a crashed result
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 Tools = ToolRegistry | Mapping[str, ToolRegistry] | None
@@ -278,6 +279,9 @@ def worker_options(
 
     async def run_tool_job(ctx: dict[str, Any], job: dict[str, Any]) -> str:
         svc: Services = ctx["services"]
+        tries = int(ctx.get("job_try") or 1)
+        if tries > TOOL_TRIES:  # every earlier try was cut short: the call ends with an error result
+            return await give_up_tool(svc, job, tries)
         async with job_lease(ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease)) as held:
             await _unless_running_elsewhere(ctx, held)
             try:
@@ -308,7 +312,8 @@ def worker_options(
 
     options: dict[str, Any] = {
         "functions": [
-            func(run_tool_job, name=JOB_RUN_TOOL, max_tries=5, timeout=tool_timeout),
+            # arq's cap is above ours: the try after the last one records the call's result (give_up_tool).
+            func(run_tool_job, name=JOB_RUN_TOOL, max_tries=TOOL_TRIES + 2, timeout=tool_timeout),
             func(stream_turn_job, name=JOB_STREAM_TURN, max_tries=5, timeout=limits.total_s + 60),
             func(monitor_turn_job, name=JOB_MONITOR_TURN, max_tries=5, timeout=60),
             func(unreadable, name=JOB_UNREADABLE, max_tries=1, timeout=60),

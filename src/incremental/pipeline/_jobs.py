@@ -725,6 +725,22 @@ async def run_tool(svc: Services, job_data: dict[str, Any], token: str = "") -> 
         raise
 
 
+async def give_up_tool(svc: Services, job_data: dict[str, Any], tries: int) -> str:
+    """A tool job delivered for the ``tries``-th time, each earlier try cut short (its worker killed):
+    the call gets a ``crashed`` result, so its turn goes on, rather than the job vanishing at arq's retry
+    cap while the turn waits for its deadline. A call that has a result already keeps it."""
+    job = ToolJob.from_dict(job_data)
+    result = ToolResult.failure(
+        job.tool_use_id,
+        job.name,
+        "crashed",
+        f"the workers running tool {job.name} stopped {tries - 1} times before it finished; it may have "
+        "done part of its work, and it was not run again",
+    ).with_(finished_at=time.time())
+    await finish_result(svc, job.run_id, job.turn, result, key=job.concurrency_key)
+    return "crashed"
+
+
 async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
     run_id, turn = job.run_id, job.turn
     verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation, token)
