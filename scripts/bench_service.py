@@ -1,21 +1,35 @@
-"""Benchmark the live service: events per second to watchers, fan-out, and how soon a ready tool shows.
+"""Benchmark the live service: delivery to many watchers of a run, the cost per event over many runs, and
+how soon a ready tool shows.
 
-Run: ``.venv/bin/python scripts/bench_service.py`` (about a minute). It starts a private redis-server and
-``incremental serve`` as its own process (so server and clients do not share a CPU's event loop), then:
+Run: ``.venv/bin/python scripts/bench_service.py`` (about five minutes; ``--repeats 1`` for one pass).
+It starts a private redis-server and ``incremental serve`` as a process of its own (no in-process
+workers, so nothing but the watchers costs the service CPU), then:
 
-1. Throughput per run: a writer process appends events to a run's log (paced at RATE, then unpaced
-   for one run's ceiling) while watchers read the run over SSE. Beside it, the floor: the same watchers
-   reading the Redis Stream directly, each with its own blocking XREAD (what a hand-rolled server would
-   do per connection).
-2. Fan-out: the same with 1, 10 and 50 watchers; events delivered per second in total, and the delay
-   from append to arrival (p50 / p99).
-3. First-event latency after a tool becomes ready: the demo recording replayed at its real speed, one
-   watcher; for each tool, from its ``tool_ready`` entry to the watcher seeing it. Beside it, what a
-   dispatch-after-stream UI would show: the tool appears at ``message_stop``.
+1. Watchers of one run: a writer process appends EVENTS text deltas to a run's log at RATE a second
+   while 1, 10, 50 and 500 watchers read the run over SSE. Beside each, the floor: the same number of
+   watchers reading the Redis Stream directly, each with its own blocking XREAD on its own connection
+   (what a server that gives each connection its own reader does, without any HTTP). The delay is from
+   the event's append (its ``ts``) to its arrival at a watcher (p50 / p99); ``p99 / floor`` divides the
+   two p99s of the same repeat. The service's CPU time (user + system, from ``/proc``) over the pass,
+   divided by the events it delivered, is its cost per delivered event.
+2. Many runs: the same RATE spread over 1, 10 and 100 runs, one watcher each; the service's CPU per
+   delivered event.
+3. One run's ceiling: the writer unpaced, one watcher.
+4. First-event latency after a tool becomes ready: a second ``incremental serve --demo`` (with its
+   workers) replays the demo recording at its real speed, one watcher; for each tool, from its
+   ``tool_ready`` entry to the watcher seeing it. Beside it, what a dispatch-after-stream UI would show:
+   the tool appears at ``message_stop``.
+
+Each figure of 1 and 2 is the median of ``--repeats`` passes (default 3), SSE and floor interleaved;
+the range over the passes follows in brackets. Watchers are httpx (SSE) and redis-py (floor) clients in
+this script's process; when there are more than 50, every k-th of them records its delays (all of them
+read every event), so the timing of the others does not load this process. Its own CPU is printed too:
+near 100% means the clients, not the service, set the pace.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -45,6 +59,9 @@ TOKEN = "bench-" + secrets.token_hex(16)
 EVENTS = 5000
 RATE = 1000.0  # events per second the writer aims at
 PAYLOAD = "x" * 200  # about the size of a text delta with its envelope
+TIMED = 50  # at most this many watchers of a pass record their delays
+WATCHERS = (1, 10, 50, 500)
+RUNS = (1, 10, 100)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -52,11 +69,17 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_server(redis_url: str) -> tuple[subprocess.Popen[str], str]:
+def cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user + system, every thread), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_server(redis_url: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "REDIS_URL": redis_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "incremental", "serve", "--port", "0", "--token", f"bench={TOKEN}",
-         "--workers", "2", "--demo", "--redis", redis_url],
+         "--redis", redis_url, *extra],
         stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -67,60 +90,93 @@ def start_server(redis_url: str) -> tuple[subprocess.Popen[str], str]:
     return proc, line.split(": ", 1)[1].strip().rstrip("/")
 
 
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 async def synthetic_run(pool: Any) -> str:
     run_id = f"run_bench_{secrets.token_hex(6)}"
     await TurnStore(pool).create_run(run_id, {"model": "bench"}, [])
     await pool.hset(f"inc:run:{run_id}", mapping={"owner": "bench"})
+    await EventLog(pool, metrics=False).append(RunStartedEvent(run_id=run_id, turn=0, config={}))
     return run_id
 
 
 _TS = re.compile(rb'"ts":([0-9.]+)')
 
 
-def arrivals_in(chunk: bytes, now: float, out: list[float]) -> None:
-    """Append-to-arrival delay of every event in a received chunk (found by its ``ts``, not parsed)."""
-    out.extend(now - float(ts) for ts in _TS.findall(chunk))
+class Watcher:
+    """What one watcher has seen: how many events, and (when it is timed) each one's delay."""
+
+    def __init__(self, n: int, timed: bool) -> None:
+        self.n = n
+        self.timed = timed
+        self.seen = 0
+        self.delays: list[float] = []
+        self.ready = asyncio.Event()  # set on its first event (run_started): it is reading live
+
+    def take(self, events: bytes, now: float) -> None:
+        if self.timed:
+            stamps = _TS.findall(events)
+            self.delays.extend(now - float(ts) for ts in stamps)
+            self.seen += len(stamps)
+        else:
+            self.seen += events.count(b'"ts":')
+        if self.seen:
+            self.ready.set()
+
+    @property
+    def done(self) -> bool:
+        return self.seen >= self.n
 
 
-async def sse_watcher(url: str, run_id: str, n: int, ready: asyncio.Event, arrivals: list[float]) -> None:
+async def sse_watcher(url: str, run_id: str, w: Watcher) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with (
         httpx.AsyncClient(base_url=url, timeout=120) as client,
         client.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response,
     ):
-        ready.set()
+        rest = b""
         async for chunk in response.aiter_raw():
-            arrivals_in(chunk, time.time(), arrivals)
-            if len(arrivals) >= n:
+            now = time.time()
+            rest += chunk
+            cut = rest.rfind(b"\n\n")  # whole messages only: a chunk may end inside one
+            if cut < 0:
+                continue
+            w.take(rest[:cut], now)
+            rest = rest[cut + 2 :]
+            if w.done:
                 return
 
 
-async def redis_watcher(
-    redis_url: str, run_id: str, n: int, ready: asyncio.Event, arrivals: list[float]
-) -> None:
+async def redis_watcher(redis_url: str, run_id: str, w: Watcher) -> None:
     redis = Redis.from_url(redis_url)
     after: Any = "0-0"
-    ready.set()
     try:
-        while len(arrivals) < n:
+        while not w.done:
             reply = await redis.xread({events_key(run_id): after}, block=5000, count=500)
             now = time.time()
             for _key, entries in reply or []:
-                for entry_id, data in entries:
-                    after = entry_id
-                    arrivals_in(data[b"data"], now, arrivals)
+                after = entries[-1][0]
+                w.take(b"".join(data[b"data"] for _id, data in entries), now)
     finally:
         await redis.aclose()
 
 
-def writer(redis_url: str, run_id: str, n: int, rate: float) -> None:
-    """The run's producer, in its own process: ``n`` text deltas at ``rate`` per second."""
+def writer(redis_url: str, run_ids: list[str], n: int, rate: float) -> None:
+    """The runs' producer, in its own process: ``n`` text deltas in all, round robin, ``rate`` a second."""
 
     async def write() -> None:
         pool = await connect(redis_url)
         log = EventLog(pool, metrics=False)
         start = time.perf_counter()
         for i in range(n):
+            run_id = run_ids[i % len(run_ids)]
             await log.append(TextDeltaEvent(run_id=run_id, turn=0, index=0, text=f"{i}{PAYLOAD}"))
             delay = start + (i + 1) / rate - time.perf_counter() if rate > 0 else 0.0
             if delay > 0:
@@ -131,31 +187,45 @@ def writer(redis_url: str, run_id: str, n: int, rate: float) -> None:
 
 
 async def fan_out(
-    url: str, redis_url: str, pool: Any, watchers: int, kind: str, rate: float = RATE
+    url: str,
+    redis_url: str,
+    pool: Any,
+    server_pid: int,
+    *,
+    kind: str,
+    watchers: int = 1,
+    runs: int = 1,
+    rate: float = RATE,
 ) -> dict[str, float]:
-    run_id = await synthetic_run(pool)
-    await EventLog(pool, metrics=False).append(RunStartedEvent(run_id=run_id, turn=0, config={}))
-    n = EVENTS + 1  # run_started too
-    arrivals: list[list[float]] = [[] for _ in range(watchers)]
-    ready = [asyncio.Event() for _ in range(watchers)]
+    """``runs`` runs with ``watchers`` watchers each; EVENTS events in all, spread evenly over the runs."""
+    run_ids = [await synthetic_run(pool) for _ in range(runs)]
+    per_run = EVENTS // runs
+    total = watchers * runs
+    step = max(1, total // TIMED)
+    ws = [Watcher(per_run + 1, timed=i % step == 0) for i in range(total)]  # run_started too
     make = sse_watcher if kind == "sse" else redis_watcher
     where = url if kind == "sse" else redis_url
-    tasks = [asyncio.create_task(make(where, run_id, n, r, a)) for r, a in zip(ready, arrivals, strict=True)]
-    for r in ready:
-        await r.wait()
-    await asyncio.sleep(0.3)  # every watcher's request reaches the server before the first event
+    tasks = [asyncio.create_task(make(where, run_ids[i % runs], w)) for i, w in enumerate(ws)]
+    for w in ws:  # every watcher has its run's history: the next event it gets is live
+        await w.ready.wait()
+    cpu0, own0 = cpu_s(server_pid), time.process_time()
     start = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--writer", redis_url, run_id, str(EVENTS), str(rate)
+        sys.executable, __file__, "--writer", redis_url, ",".join(run_ids), str(per_run * runs), str(rate)
     )
     await asyncio.wait_for(asyncio.gather(*tasks), 300)
     elapsed = time.perf_counter() - start
+    cpu, own = cpu_s(server_pid) - cpu0, time.process_time() - own0
     await proc.wait()
-    delays = [d for a in arrivals for d in a[1:]]
+    delays = [d for w in ws for d in w.delays[1:]]
+    delivered = total * per_run
     return {
-        "events_per_s": watchers * EVENTS / elapsed,
+        "events_per_s": delivered / elapsed,
         "p50_ms": pct(delays, 0.5) * 1000,
         "p99_ms": pct(delays, 0.99) * 1000,
+        "cpu_us": cpu / delivered * 1e6,
+        "cpu_share": cpu / elapsed,
+        "own_share": own / elapsed,
     }
 
 
@@ -192,38 +262,82 @@ async def ready_latency(url: str) -> dict[str, float]:
         }
 
 
-async def main() -> None:
+def med(results: list[dict[str, float]], key: str, fmt: str, spread: bool = False) -> str:
+    values = [r[key] for r in results]
+    cell = format(statistics.median(values), fmt)
+    if spread and len(values) > 1:
+        cell += f" ({format(min(values), fmt)}–{format(max(values), fmt)})"
+    return cell
+
+
+def share(results: list[dict[str, float]], key: str) -> str:
+    return format(statistics.median(r[key] for r in results), ".0%")
+
+
+async def main(repeats: int) -> None:
     server = RedisServer()
     redis_url = server.start()
-    proc, url = start_server(redis_url)
+    proc, url = start_server(redis_url, "--workers", "0")
     pool = await connect(redis_url)
     try:
         print(
-            f"{EVENTS} events of ~{len(PAYLOAD) + 100} bytes, written at {RATE:g}/s by a process of "
-            "their own; server: incremental serve in its own process\n"
+            f"{EVENTS} events of ~{len(PAYLOAD) + 100} bytes, written at {RATE:g}/s by a process of their "
+            f"own; server: incremental serve in its own process; median of {repeats} passes "
+            "(range in brackets)\n"
         )
-        print("| watchers | path | events/s delivered (all watchers) | append→arrival p50 | p99 |")
-        print("|---:|---|---:|---:|---:|")
-        for watchers in (1, 10, 50):
-            for kind, label in (("sse", "incremental SSE"), ("redis", "floor: XREAD per watcher")):
-                r = await fan_out(url, redis_url, pool, watchers, kind)
+        print(
+            "| watchers | path | events/s delivered (all watchers) | append→arrival p50 | p99 | p99 / floor "
+            "| service CPU | per delivered event | this process's CPU |"
+        )
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for watchers in WATCHERS:
+            sse: list[dict[str, float]] = []
+            floor: list[dict[str, float]] = []
+            for _ in range(repeats):
+                sse.append(await fan_out(url, redis_url, pool, proc.pid, kind="sse", watchers=watchers))
+                floor.append(await fan_out(url, redis_url, pool, proc.pid, kind="redis", watchers=watchers))
+                sse[-1]["ratio"] = sse[-1]["p99_ms"] / floor[-1]["p99_ms"]
+            for label, rs in (("incremental SSE", sse), ("floor: XREAD per watcher", floor)):
+                service = label.startswith("incremental")
                 print(
-                    f"| {watchers} | {label} | {r['events_per_s']:,.0f} "
-                    f"| {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms |",
+                    f"| {watchers} | {label} | {med(rs, 'events_per_s', ',.0f')} "
+                    f"| {med(rs, 'p50_ms', '.1f')} ms | {med(rs, 'p99_ms', '.1f', spread=True)} ms "
+                    f"| {med(rs, 'ratio', '.2f', spread=True) + 'x' if service else ''} "
+                    f"| {share(rs, 'cpu_share') if service else ''} "
+                    f"| {med(rs, 'cpu_us', '.1f', spread=True) + ' µs' if service else ''} "
+                    f"| {share(rs, 'own_share')} |",
                     flush=True,
                 )
+        print(f"\nMany runs: {RATE:g} events/s in all, spread evenly over the runs, one SSE watcher each\n")
+        print("| runs | events/s delivered | append→arrival p50 | p99 | service CPU | per delivered event |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for runs in RUNS:
+            rs = [
+                await fan_out(url, redis_url, pool, proc.pid, kind="sse", runs=runs) for _ in range(repeats)
+            ]
+            print(
+                f"| {runs} | {med(rs, 'events_per_s', ',.0f')} | {med(rs, 'p50_ms', '.1f')} ms "
+                f"| {med(rs, 'p99_ms', '.1f')} ms | {share(rs, 'cpu_share')} "
+                f"| {med(rs, 'cpu_us', '.1f', spread=True)} µs |",
+                flush=True,
+            )
         print(
             "\nOne run's ceiling: the writer appends as fast as one connection can (no pacing), one watcher\n"
         )
         print("| path | events/s delivered | append→arrival p50 | p99 |")
         print("|---|---:|---:|---:|")
         for kind, label in (("sse", "incremental SSE"), ("redis", "floor: XREAD")):
-            r = await fan_out(url, redis_url, pool, 1, kind, rate=0.0)
+            r = await fan_out(url, redis_url, pool, proc.pid, kind=kind, rate=0.0)
             print(
                 f"| {label} | {r['events_per_s']:,.0f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms |",
                 flush=True,
             )
-        r = await ready_latency(url)
+    finally:
+        await pool.aclose()
+        stop_server(proc)
+    demo, demo_url = start_server(redis_url, "--workers", "2", "--demo")
+    try:
+        r = await ready_latency(demo_url)
         print("\nTool shown to a watcher after it becomes ready (8-tool recording at recorded speed):\n")
         print("| | p50 | max |")
         print("|---|---:|---:|")
@@ -236,14 +350,14 @@ async def main() -> None:
             f"| {r['after_stream_max_s']:.2f} s |"
         )
     finally:
-        await pool.aclose()
-        proc.terminate()
-        proc.wait(10)
+        stop_server(demo)
         server.stop()
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--writer"]:
-        writer(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+        writer(sys.argv[2], sys.argv[3].split(","), int(sys.argv[4]), float(sys.argv[5]))
     else:
-        asyncio.run(main())
+        parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+        parser.add_argument("--repeats", type=int, default=3, help="passes per figure (default: 3)")
+        asyncio.run(main(parser.parse_args().repeats))
