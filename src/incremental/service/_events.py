@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ..adapters._eventlog import HIGH_VOLUME_KINDS, EventLog, compare_ids
+from ..adapters._eventlog import HIGH_VOLUME_KINDS, EventLog, compare_ids, parse_id
 from ..pipeline._view import RunView
-from ._fanout import Entry, Subscriber, SubscriberCutOff, WatchFailed, entries_from
+from ._fanout import Batch, Entry, Subscriber, SubscriberCutOff, WatchFailed, entries_from
 
 if TYPE_CHECKING:
     from ._app import _State
@@ -84,22 +84,63 @@ class _Sent:
         self.counter = counter  # events sent, across connections (a prometheus Counter)
         self.tracker = RunView(run_id)
         self.redact = redact  # a watch token's connection: run_started goes out redacted
+        self.settled = False  # the tracker's, as of the last entry taken
+
+    @property
+    def last(self) -> str:
+        return self._last
+
+    @last.setter
+    def last(self, entry_id: str) -> None:
+        self._last = entry_id
+        self._last_t = parse_id(entry_id)
 
     def take(self, entries: list[Entry]) -> bytes:
         """The SSE bytes of the entries not sent yet, as one write (one write per batch, not per event)."""
         chunks = []
+        applied = False
         for entry in entries:
-            if compare_ids(entry.id, self.last) <= 0:
+            entry_t = parse_id(entry.id)
+            if entry_t <= self._last_t:
                 continue  # already sent from history
             if entry.event.get("kind") not in HIGH_VOLUME_KINDS:
                 self.tracker.apply(entry.event, entry.id)
-            self.last = entry.id
+                applied = True
+            self._last, self._last_t = entry.id, entry_t
             if self.redact and entry.event.get("kind") == "run_started":
                 chunks.append(_message("run_started", public_event(entry.event), entry.id))
             else:
                 chunks.append(entry.sse)
+        if applied:
+            self.settled = self.tracker.settled
         if chunks:
             self.counter.inc(len(chunks))
+        return b"".join(chunks)
+
+    def take_batches(self, batches: list[Batch]) -> bytes:
+        """As ``take``, for live batches, up to the one that settles the run: a batch wholly after the
+        last id sent goes out as its one precomputed block, with no work per entry but its milestones."""
+        chunks = []
+        n = 0
+        for batch in batches:
+            if batch.last <= self._last_t:
+                continue  # all of it sent already, from history
+            if batch.first <= self._last_t or (self.redact and batch.has_run_started):
+                chunk = self.take(batch.entries)  # the hand-over from history, or a redaction
+                if chunk:
+                    chunks.append(chunk)
+            else:
+                for entry in batch.milestones:
+                    self.tracker.apply(entry.event, entry.id)
+                if batch.milestones:
+                    self.settled = self.tracker.settled
+                self._last, self._last_t = batch.last_id, batch.last
+                chunks.append(batch.sse)
+                n += len(batch)
+            if self.settled:
+                break  # what follows the run's end in the feed is not this stream's
+        if n:
+            self.counter.inc(n)
         return b"".join(chunks)
 
 
@@ -134,11 +175,12 @@ async def _events(
                 yield chunk
             if len(raw) < _HISTORY_BATCH:
                 break
-        while True:  # live, from the run's feed
-            if sent.tracker.settled:
+        sent.settled = sent.tracker.settled  # a snapshot, or milestones, may have settled it already
+        while True:  # live, from the run's feed: every batch waiting goes out as one write
+            if sent.settled:
                 yield _message("end", {"state": sent.tracker.state})
                 return
-            chunk = sent.take(await sub.next_batch())
+            chunk = sent.take_batches(await sub.next_batches())
             if chunk:
                 yield chunk
     except SubscriberCutOff:
