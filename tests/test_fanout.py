@@ -129,3 +129,30 @@ async def test_a_batch_is_encoded_once_and_taken_whole(redis_url: str) -> None:
     finally:
         await fanout.aclose()
         await pool.aclose()
+
+
+async def test_after_an_outage_a_new_watcher_reads_live_again() -> None:
+    from incremental.adapters._redis_server import RedisServer
+
+    server = RedisServer()
+    url = server.start()
+    pool = await connect(url, outage_s=0)
+    log = EventLog(pool, metrics=False)
+    fanout = Fanout(log, block_ms=200)
+    try:
+        first = await fanout.subscribe("run_fanout_outage")
+        server.stop()
+        with pytest.raises(WatchFailed):
+            await asyncio.wait_for(first.next_batch(), 30)
+        server = RedisServer(port=server.port)  # back on the same port, empty
+        server.start()
+        again = await fanout.subscribe("run_fanout_outage")
+        await log.append(TextDeltaEvent(run_id="run_fanout_outage", turn=0, index=0, text="back"))
+        got = await asyncio.wait_for(again.next_batch(), 30)
+        assert [e.event["text"] for e in got] == ["back"]
+        fanout.unsubscribe(again)
+        assert fanout.feeds == {}
+    finally:
+        server.stop()
+        await fanout.aclose()
+        await pool.aclose(close_connection_pool=True)

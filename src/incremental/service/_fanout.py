@@ -147,10 +147,20 @@ class _Feed:
     def __init__(self, fanout: Fanout, run_id: str) -> None:
         self.run_id = run_id
         self.key = events_key(run_id)
+        self.key_arg = _arg(self.key)  # the read's arguments for this run, encoded once each
         self.subscribers: set[Subscriber] = set()
         self.position = "0-0"
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.start = asyncio.create_task(fanout._start(self), name=f"incremental-feed-{run_id}")
+
+    @property
+    def position(self) -> str:
+        return self._position
+
+    @position.setter
+    def position(self, entry_id: str) -> None:
+        self._position = entry_id
+        self.position_arg = _arg(entry_id)
 
     def fail(self, exc: BaseException) -> None:
         if not self.ready.done():
@@ -238,37 +248,43 @@ class Fanout:
             logger.warning("could not wake the reader for %s: %s: %s", feed.run_id, type(exc).__name__, exc)
 
     async def _read(self) -> None:
-        """The reader: one blocking read over every run followed, until none is left (or Redis fails)."""
-        redis = self.log.redis
+        """The reader: one blocking read over every run followed, until none is left (or Redis fails).
+
+        It holds one connection of the pool for itself and writes each ``XREAD`` as one block of bytes
+        made from arguments encoded once per run (and once per new position): redis-py encodes every
+        argument of every command anew, which for a read over a hundred runs costs more than the read."""
+        pool = self.log.redis.connection_pool
         count = min(self.batch, self.max_pending)  # per stream: one read never cuts anyone
+        options = b"".join(_arg(a) for a in ("XREAD", "COUNT", str(count), "BLOCK", str(self.block_ms)))
+        streams_arg = _arg("STREAMS")
+        wake_key_arg = _arg(self._wake_key)
+        conn: Any = None
+        idle = True  # no reply is still to come on the connection
         try:
+            try:
+                connecting = pool.get_connection()
+            except TypeError:  # redis-py before 5.3 wants a command name
+                connecting = pool.get_connection("XREAD")
+            conn = await connecting
             while self._reading:
-                streams: dict[Any, Any] = {key: feed.position for key, feed in self._reading.items()}
-                streams[self._wake_key] = self._wake_position
+                feeds = list(self._reading.values())
+                command = b"".join(
+                    (
+                        b"*%d\r\n" % (8 + 2 * len(feeds)),
+                        options,
+                        streams_arg,
+                        *(feed.key_arg for feed in feeds),
+                        wake_key_arg,
+                        *(feed.position_arg for feed in feeds),
+                        _arg(self._wake_position),
+                    )
+                )
                 self.reads += 1
-                reply = await redis.xread(streams, count=count, block=self.block_ms)
-                for raw_key, items in reply or []:
-                    key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-                    if key == self._wake_key:
-                        last = items[-1][0]
-                        self._wake_position = last.decode() if isinstance(last, bytes) else str(last)
-                        continue
-                    feed = self._reading.get(key)
-                    if feed is None or not items:
-                        continue  # no one watches it any more
-                    entries = entries_from(_raw(items))
-                    if parse_id(entries[0].id) <= parse_id(feed.position):  # read for a feed it replaced
-                        after = parse_id(feed.position)
-                        entries = [e for e in entries if parse_id(e.id) > after]
-                        if not entries:
-                            continue
-                    batch = Batch(entries)
-                    feed.position = batch.last_id
-                    self.batches += 1
-                    for sub in list(feed.subscribers):
-                        if not sub.offer(batch):
-                            self.cut_off += 1
-                            feed.subscribers.discard(sub)
+                idle = False
+                await conn.send_packed_command(command, check_health=False)
+                reply = await conn.read_response()
+                idle = True
+                self._hand_over(reply)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis gone: every watcher is told, none hangs
@@ -279,6 +295,36 @@ class Fanout:
         finally:
             if self._reader is asyncio.current_task():
                 self._reader = None
+            if conn is not None:
+                if not idle:  # a read still in flight: the connection cannot be used again
+                    await conn.disconnect(nowait=True)
+                await pool.release(conn)
+
+    def _hand_over(self, reply: Any) -> None:
+        """One read's entries, as one batch per run, to every watcher of the run."""
+        streams = reply.items() if isinstance(reply, dict) else reply or []
+        for raw_key, items in streams:
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            if key == self._wake_key:
+                last = items[-1][0]
+                self._wake_position = last.decode() if isinstance(last, bytes) else str(last)
+                continue
+            feed = self._reading.get(key)
+            if feed is None or not items:
+                continue  # no one watches it any more
+            entries = entries_from(_raw(items))
+            after = parse_id(feed.position)
+            if parse_id(entries[0].id) <= after:  # read for an earlier feed of the run, now replaced
+                entries = [e for e in entries if parse_id(e.id) > after]
+                if not entries:
+                    continue
+            batch = Batch(entries)
+            feed.position = batch.last_id
+            self.batches += 1
+            for sub in list(feed.subscribers):
+                if not sub.offer(batch):
+                    self.cut_off += 1
+                    feed.subscribers.discard(sub)
 
     async def aclose(self) -> None:
         feeds = list(self.feeds.values())
@@ -296,9 +342,17 @@ class Fanout:
                 await task
 
 
+def _arg(value: str) -> bytes:
+    """One argument of a command in the Redis protocol."""
+    data = value.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 def _raw(items: Any) -> list[tuple[str, str]]:
+    """Entries as the server sent them (``[id, [field, value, ...]]``) as (id, the event's JSON)."""
     out: list[tuple[str, str]] = []
-    for entry_id, data in items:
+    for entry_id, fields in items:
+        data = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
         raw = data.get(b"data") or data.get("data")
         ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         out.append((ident, raw.decode() if isinstance(raw, bytes) else str(raw)))
