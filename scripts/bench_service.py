@@ -1,19 +1,20 @@
 """Benchmark the live service: delivery to many watchers of a run, the cost per event over many runs, and
 how soon a ready tool shows.
 
-Run: ``.venv/bin/python scripts/bench_service.py`` (about five minutes; ``--repeats 1`` for one pass).
+Run: ``.venv/bin/python scripts/bench_service.py`` (about six minutes; ``--repeats 1`` for one pass).
 It starts a private redis-server and ``incremental serve`` as a process of its own (no in-process
 workers, so nothing but the watchers costs the service CPU), then:
 
-1. Watchers of one run: a writer process appends EVENTS text deltas to a run's log at RATE a second
-   while 1, 10, 50 and 500 watchers read the run over SSE. Beside each, the floor: the same number of
-   watchers reading the Redis Stream directly, each with its own blocking XREAD on its own connection
-   (what a server that gives each connection its own reader does, without any HTTP). The delay is from
-   the event's append (its ``ts``) to its arrival at a watcher (p50 / p99); ``p99 / floor`` divides the
-   two p99s of the same repeat. The service's CPU time (user + system, from ``/proc``) over the pass,
-   divided by the events it delivered, is its cost per delivered event.
-2. Many runs: the same RATE spread over 1, 10 and 100 runs, one watcher each; the service's CPU per
+1. Watchers of one run: a writer process appends text deltas to a run's log (at RATE a second for
+   5 s; 500 watchers also at a tenth of it) while 1, 10, 50 and 500 watchers read the run over SSE.
+   Beside each, the floor: the same number of watchers reading the Redis Stream directly, each with its
+   own blocking XREAD on its own connection (what a server that gives each connection its own reader
+   does, without any HTTP). The delay is from the event's append (its ``ts``) to its arrival at a
+   watcher (p50 / p99); ``p99 / floor`` divides the two p99s of the same repeat. The service's CPU time
+   (user + system, from ``/proc``) over the pass, divided by the events it delivered, is its cost per
    delivered event.
+2. Many runs: RATE events a second spread over 1, 10 and 100 runs, one watcher each; the service's
+   CPU per delivered event.
 3. One run's ceiling: the writer unpaced, one watcher.
 4. First-event latency after a tool becomes ready: a second ``incremental serve --demo`` (with its
    workers) replays the demo recording at its real speed, one watcher; for each tool, from its
@@ -21,10 +22,11 @@ workers, so nothing but the watchers costs the service CPU), then:
    the tool appears at ``message_stop``.
 
 Each figure of 1 and 2 is the median of ``--repeats`` passes (default 3), SSE and floor interleaved;
-the range over the passes follows in brackets. Watchers are httpx (SSE) and redis-py (floor) clients in
-this script's process; when there are more than 50, every k-th of them records its delays (all of them
-read every event), so the timing of the others does not load this process. Its own CPU is printed too:
-near 100% means the clients, not the service, set the pace.
+the range over the passes follows in brackets. The watchers share this script's process, so they are
+kept to the least work a client can do: an SSE watcher reads the response's bytes off its socket, a
+floor watcher uses a redis-py connection directly, and when there are more than 50 watchers every k-th
+of them records its delays (all of them read every event). That process's CPU is printed too: near
+100% means the watchers, not the server, set the pace.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ EVENTS = 5000
 RATE = 1000.0  # events per second the writer aims at
 PAYLOAD = "x" * 200  # about the size of a text delta with its envelope
 TIMED = 50  # at most this many watchers of a pass record their delays
-WATCHERS = (1, 10, 50, 500)
+# (watchers, events a second): 500 watchers twice, at RATE (where on 2 cores the floor falls behind:
+# 500 readers are more than Redis and their process keep up with) and at a tenth of it
+WATCHERS = ((1, RATE), (10, RATE), (50, RATE), (500, RATE), (500, RATE / 10))
 RUNS = (1, 10, 100)
 
 
@@ -136,35 +140,52 @@ class Watcher:
 
 
 async def sse_watcher(url: str, run_id: str, w: Watcher) -> None:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=120) as client,
-        client.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response,
-    ):
+    """An SSE client that does nothing but read the response's bytes off its socket (HTTP/1.1, one
+    chunk per write of the server's: a chunk-size line never falls inside an event)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        request = (
+            f"GET /v1/runs/{run_id}/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        )
+        writer.write(request.encode() + b"\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"the service answered {head.splitlines()[0]!r}")
         rest = b""
-        async for chunk in response.aiter_raw():
+        while not w.done:
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                raise RuntimeError("the service closed the stream")
             now = time.time()
             rest += chunk
-            cut = rest.rfind(b"\n\n")  # whole messages only: a chunk may end inside one
+            cut = rest.rfind(b"\n\n")  # whole messages only: a read may end inside one
             if cut < 0:
                 continue
             w.take(rest[:cut], now)
             rest = rest[cut + 2 :]
-            if w.done:
-                return
+    finally:
+        writer.close()
 
 
 async def redis_watcher(redis_url: str, run_id: str, w: Watcher) -> None:
+    """The floor's client: a blocking XREAD at a time on a redis-py connection of its own, used
+    directly (no command parsing beyond the protocol's)."""
     redis = Redis.from_url(redis_url)
-    after: Any = "0-0"
+    conn = await redis.connection_pool.get_connection()
+    after = b"0-0"
     try:
         while not w.done:
-            reply = await redis.xread({events_key(run_id): after}, block=5000, count=500)
+            await conn.send_command(
+                "XREAD", "COUNT", 500, "BLOCK", 5000, "STREAMS", events_key(run_id), after
+            )
+            reply = await conn.read_response()
             now = time.time()
             for _key, entries in reply or []:
                 after = entries[-1][0]
-                w.take(b"".join(data[b"data"] for _id, data in entries), now)
+                w.take(b"".join(fields[1] for _id, fields in entries), now)
     finally:
+        await redis.connection_pool.release(conn)
         await redis.aclose()
 
 
@@ -196,10 +217,11 @@ async def fan_out(
     watchers: int = 1,
     runs: int = 1,
     rate: float = RATE,
+    events: int = EVENTS,
 ) -> dict[str, float]:
-    """``runs`` runs with ``watchers`` watchers each; EVENTS events in all, spread evenly over the runs."""
+    """``runs`` runs with ``watchers`` watchers each; ``events`` in all, spread evenly over the runs."""
     run_ids = [await synthetic_run(pool) for _ in range(runs)]
-    per_run = EVENTS // runs
+    per_run = events // runs
     total = watchers * runs
     step = max(1, total // TIMED)
     ws = [Watcher(per_run + 1, timed=i % step == 0) for i in range(total)]  # run_started too
@@ -286,21 +308,22 @@ async def main(repeats: int) -> None:
             "(range in brackets)\n"
         )
         print(
-            "| watchers | path | events/s delivered (all watchers) | append→arrival p50 | p99 | p99 / floor "
-            "| service CPU | per delivered event | this process's CPU |"
+            "| watchers | written/s | path | events/s delivered (all watchers) | append→arrival p50 | p99 "
+            "| p99 / floor | service CPU | per delivered event | watchers' process CPU |"
         )
-        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-        for watchers in WATCHERS:
+        print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for watchers, rate in WATCHERS:
             sse: list[dict[str, float]] = []
             floor: list[dict[str, float]] = []
+            options = {"watchers": watchers, "rate": rate, "events": int(EVENTS * rate / RATE)}
             for _ in range(repeats):
-                sse.append(await fan_out(url, redis_url, pool, proc.pid, kind="sse", watchers=watchers))
-                floor.append(await fan_out(url, redis_url, pool, proc.pid, kind="redis", watchers=watchers))
+                sse.append(await fan_out(url, redis_url, pool, proc.pid, kind="sse", **options))
+                floor.append(await fan_out(url, redis_url, pool, proc.pid, kind="redis", **options))
                 sse[-1]["ratio"] = sse[-1]["p99_ms"] / floor[-1]["p99_ms"]
             for label, rs in (("incremental SSE", sse), ("floor: XREAD per watcher", floor)):
                 service = label.startswith("incremental")
                 print(
-                    f"| {watchers} | {label} | {med(rs, 'events_per_s', ',.0f')} "
+                    f"| {watchers} | {rate:g} | {label} | {med(rs, 'events_per_s', ',.0f')} "
                     f"| {med(rs, 'p50_ms', '.1f')} ms | {med(rs, 'p99_ms', '.1f', spread=True)} ms "
                     f"| {med(rs, 'ratio', '.2f', spread=True) + 'x' if service else ''} "
                     f"| {share(rs, 'cpu_share') if service else ''} "
