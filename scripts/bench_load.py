@@ -108,6 +108,20 @@ def stop(procs: list[Any]) -> None:
             proc.kill()
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_now(redis: Redis, pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each group of processes, and of Redis (``INFO cpu``)."""
+    out = {name: sum(cpu_s(pid) for pid in group) for name, group in pids.items()}
+    info = await redis.info("cpu")
+    out["redis"] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return out
+
+
 async def command_counts(redis: Redis) -> tuple[int, int]:
     """(every command Redis ran, the scripts' inner calls included; the EVAL/EVALSHA calls)."""
     stats = await redis.info("commandstats")
@@ -180,9 +194,16 @@ async def wait_done(redis: Redis, run_ids: list[str], counter: Counter, timeout:
 
 
 async def one_load(
-    runner: Runner, redis: Redis, n: int, simulate: float, workdir: Path, monitor: Monitor | None
+    runner: Runner,
+    redis: Redis,
+    n: int,
+    simulate: float,
+    workdir: Path,
+    monitor: Monitor | None,
+    pids: dict[str, list[int]],
 ) -> dict[str, Any]:
     counter = Counter()
+    cpu_before = await cpu_now(redis, pids)
     before = await command_counts(redis)
     began = time.time()
     runs = []
@@ -202,6 +223,7 @@ async def one_load(
         )
     await wait_done(redis, [r.id for r in runs], counter, timeout=600 + n * 2)
     after = await command_counts(redis)
+    cpu_after = await cpu_now(redis, pids)
     starts: list[float] = []
     run_times: list[float] = []
     ideals: list[float] = []
@@ -210,7 +232,10 @@ async def one_load(
     last = began
     for run in runs:
         result = await run.result(timeout=30)
-        states[result.state] = states.get(result.state, 0) + 1
+        state = result.state
+        if result.error is not None:
+            state = f"{state} ({result.error.type})"
+        states[state] = states.get(state, 0) + 1
         summary = result.summary or {}
         run_times.append(float(summary.get("total_s") or 0.0))
         ideal = (summary.get("counterfactual") or {}).get("ideal_s")
@@ -233,6 +258,7 @@ async def one_load(
         client = (sum(sent.values()) - 2) / tools
         breakdown = {k: v / tools for k, v in sorted(sent.items(), key=lambda kv: -kv[1]) if v > 0}
     return {
+        "cpu_ms_per_tool": {k: (cpu_after[k] - cpu_before[k]) * 1000 / tools for k in cpu_after},
         "client_per_tool": client,
         "breakdown": breakdown,
         "n": n,
@@ -269,7 +295,7 @@ async def idle_rate(redis: Redis, workers: int, seconds: float) -> float:
 
 
 async def measure(
-    label: str, args: argparse.Namespace, url: str, api_url: str, env: dict[str, str]
+    label: str, args: argparse.Namespace, url: str, api_url: str, api_pid: int, env: dict[str, str]
 ) -> list[dict[str, Any]]:
     procs = start_workers(args.workers, url, api_url, env)
     redis = Redis.from_url(url)
@@ -281,11 +307,19 @@ async def measure(
             with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
                 for n in args.n:
                     for _ in range(args.repeat):
-                        if n <= args.monitor_max:
-                            async with Monitor(url) as monitor:
-                                row = await one_load(runner, redis, n, args.simulate, Path(tmp), monitor)
+                        pids = {
+                            "workers": [p.pid for p in procs],
+                            "fake API": [api_pid],
+                            "this script": [os.getpid()],
+                        }
+                        monitor = Monitor(url) if n <= args.monitor_max else None
+                        if monitor is not None:
+                            async with monitor:
+                                row = await one_load(
+                                    runner, redis, n, args.simulate, Path(tmp), monitor, pids
+                                )
                         else:
-                            row = await one_load(runner, redis, n, args.simulate, Path(tmp), None)
+                            row = await one_load(runner, redis, n, args.simulate, Path(tmp), None, pids)
                         row.update(label=label, idle=idle)
                         rows.append(row)
                         print(_line(row), flush=True)
@@ -334,11 +368,18 @@ async def main() -> int:
     api, api_url = start_fake_api(args.speed)
     try:
         with redis_url() as url:
-            rows = await measure("incremental", args, url, api_url, {})
+            rows = await measure("incremental", args, url, api_url, api.pid, {})
             if args.baseline:
-                rows += await measure("one pool, polling", args, url, api_url, BASELINE_ENV)
+                rows += await measure("one pool, polling", args, url, api_url, api.pid, BASELINE_ENV)
     finally:
         stop([api])
+    print(
+        "\nCPU ms per tool, by process: "
+        + "; ".join(
+            f"{r['label']} N={r['n']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_ms_per_tool"].items())
+            for r in rows
+        )
+    )
     if args.breakdown:
         for r in rows:
             if r["breakdown"]:
@@ -348,7 +389,12 @@ async def main() -> int:
 
 
 # The earlier set-up: streams and tools share one pool of 32 slots, and workers poll every 5 ms.
-BASELINE_ENV = {"INCREMENTAL_MAX_JOBS": "32", "INCREMENTAL_POLL_DELAY": "0.005"}
+BASELINE_ENV = {
+    "INCREMENTAL_MAX_JOBS": "32",
+    "INCREMENTAL_TURN_SLOTS": "0",
+    "INCREMENTAL_WAKE": "0",
+    "INCREMENTAL_POLL_DELAY": "0.005",
+}
 
 
 if __name__ == "__main__":

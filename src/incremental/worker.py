@@ -27,7 +27,8 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
     max_jobs          INCREMENTAL_MAX_JOBS      tool jobs one worker runs at once (default 100)
     turn_slots        INCREMENTAL_TURN_SLOTS    model streams (and safety-net checks) one worker runs
                                                 at once, in slots of their own (default 1000): a stream
-                                                never holds a slot a tool could use
+                                                never holds a slot a tool could use (0: streams share
+                                                the tool slots, as in plain arq)
     wake              INCREMENTAL_WAKE          1 (default): workers wait for a push announcing each job
                                                 (``adapters._arq_worker``); 0: they poll every
                                                 ``poll_delay``, as plain arq does

@@ -81,7 +81,8 @@ def is_turn_job(job_id: str) -> bool:
 class Worker(ArqWorker):
     """arq's ``Worker`` with push wake-ups and slots by kind (see the module docstring).
 
-    ``max_jobs``: the tool slots. ``turn_slots``: slots for stream and monitor jobs. ``wake``: False
+    ``max_jobs``: the tool slots. ``turn_slots``: slots for stream and monitor jobs (0: they share the
+    tool slots, as in plain arq). ``wake``: False
     keeps arq's polling (every ``poll_delay``). ``sweep_s``: how often the whole queue is read anyway.
     ``idle_s``: the longest a wait for a push lasts before the worker looks at the queue's due times.
     ``lease_s``: a claim marks a job in progress this far ahead (its job's lease renews it; see
@@ -120,10 +121,11 @@ class Worker(ArqWorker):
     # ------------------------------------------------------------------ slots
 
     def _running(self) -> tuple[int, int]:
+        """Running (tool jobs, turn jobs); with no turn slots, every job counts as a tool job."""
         tools = turns = 0
         for job_id, task in self.tasks.items():
             if not task.done():
-                if is_turn_job(job_id):
+                if is_turn_job(job_id) and self.turn_slots > 0:
                     turns += 1
                 else:
                     tools += 1
@@ -131,6 +133,8 @@ class Worker(ArqWorker):
 
     def _has_room(self) -> bool:
         tools, turns = self._running()
+        if self.turn_slots == 0:
+            return tools + turns < self.tool_slots
         return tools < self.tool_slots or turns < self.turn_slots
 
     def _release_sem_dec_counter_on_complete(self) -> None:
@@ -150,7 +154,7 @@ class Worker(ArqWorker):
             job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             if job_id in self.tasks or job_id in chosen:
                 continue
-            if is_turn_job(job_id):
+            if is_turn_job(job_id) and self.turn_slots > 0:
                 if turns < self.turn_slots:
                     turns += 1
                     chosen.append(job_id)

@@ -55,6 +55,11 @@ _ENDPOINT = "POST /v1/messages"
 _RETRYABLE_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-200 body read to find the error's type and message
 
+# httpx's default pool allows 100 connections and makes the 101st stream wait for one (and then time out
+# waiting for its headers): a worker streams as many turns at once as it has turn slots, so the pool
+# does not bound them; it keeps up to 100 idle connections for the next requests.
+HTTP_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+
 
 __all__ = [
     "APIConnectionError",
@@ -227,7 +232,9 @@ class MessagesClient:
 
             self._recorder = record_to if isinstance(record_to, Recorder) else Recorder(record_to)
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
+        self._http = (
+            http if http is not None else httpx.AsyncClient(timeout=self._timeout, limits=HTTP_LIMITS)
+        )
 
     async def __aenter__(self) -> MessagesClient:
         return self

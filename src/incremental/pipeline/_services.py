@@ -19,7 +19,7 @@ from arq.connections import ArqRedis
 from ..adapters import _arq
 from ..adapters._control import RedisControl
 from ..adapters._eventlog import EventLog
-from ..adapters._messages_client import MessagesClient
+from ..adapters._messages_client import HTTP_LIMITS, MessagesClient
 from ..adapters._model_clients import ModelClient
 from ..adapters._retention import Retention
 from ..adapters._store import RunRecord, TurnStore
@@ -34,7 +34,7 @@ def shared_http_client() -> httpx.AsyncClient:
     """One HTTP client per worker, made when the worker starts: building one (its TLS context) takes
     about 20 ms, which must not land between a turn's last result and the next request. The Messages
     client sets its own timeouts on every request."""
-    return httpx.AsyncClient(timeout=None)
+    return httpx.AsyncClient(timeout=None, limits=HTTP_LIMITS)
 
 
 @dataclass
