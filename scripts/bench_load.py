@@ -266,7 +266,9 @@ async def one_load(
         "start_p50": pct(starts, 50),
         "start_p99": pct(starts, 99),
         "tools_s": finished_tools / wall if wall > 0 else 0.0,
-        "ideal_tools_s": (n * TOOLS_PER_RUN / statistics.median(ideals)) if ideals else float("nan"),
+        "ideal_tools_s": (n * TOOLS_PER_RUN / statistics.median(ideals))
+        if ideals and statistics.median(ideals) > 0
+        else float("nan"),
         "run_p50": pct(run_times, 50),
         "ideal_run": statistics.median(ideals) if ideals else float("nan"),
         "cmd_per_tool": commands / tools,

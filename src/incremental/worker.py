@@ -26,9 +26,12 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                                                 ``anthropic.AsyncAnthropic`` (Bedrock, Vertex, a proxy)
     max_jobs          INCREMENTAL_MAX_JOBS      tool jobs one worker runs at once (default 100)
     turn_slots        INCREMENTAL_TURN_SLOTS    model streams (and safety-net checks) one worker runs
-                                                at once, in slots of their own (default 1000): a stream
+                                                at once, in slots of their own (default 100): a stream
                                                 never holds a slot a tool could use (0: streams share
-                                                the tool slots, as in plain arq)
+                                                the tool slots, as in plain arq). A stream costs CPU for
+                                                every event it brings: past what a process can parse,
+                                                more streams at once only make each slower, until they
+                                                go quiet for longer than ``stream_idle_timeout``
     wake              INCREMENTAL_WAKE          1 (default): workers wait for a push announcing each job
                                                 (``adapters._arq_worker``); 0: they poll every
                                                 ``poll_delay``, as plain arq does
@@ -328,7 +331,7 @@ def worker_options(
         if poll_delay is not None
         else float(_env("INCREMENTAL_POLL_DELAY", "0.005")),
         "max_jobs": max_jobs if max_jobs is not None else int(_env("INCREMENTAL_MAX_JOBS", "100")),
-        "turn_slots": turn_slots if turn_slots is not None else int(_env("INCREMENTAL_TURN_SLOTS", "1000")),
+        "turn_slots": turn_slots if turn_slots is not None else int(_env("INCREMENTAL_TURN_SLOTS", "100")),
         "wake": wake if wake is not None else _env("INCREMENTAL_WAKE", "1") not in ("0", "false", "no"),
         "job_timeout": tool_timeout,
         "queue_name": queue or _env("INCREMENTAL_QUEUE", default_queue_name),

@@ -91,7 +91,7 @@ class Worker(ArqWorker):
     def __init__(
         self,
         *args: Any,
-        turn_slots: int = 1000,
+        turn_slots: int = 100,
         wake: bool = True,
         sweep_s: float = 2.0,
         idle_s: float = 1.0,
