@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,8 @@ def start_fake_api(speed: float) -> tuple[subprocess.Popen[str], str]:
     assert proc.stdout is not None
     line = proc.stdout.readline()  # "Fake Messages API on http://127.0.0.1:PORT (...)"
     url = line.split(" on ", 1)[1].split()[0]
+    # It logs every request: read on, or a full pipe stops it mid-write (and every stream with it).
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     return proc, url
 
 
