@@ -30,8 +30,7 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                                                 never holds a slot a tool could use (0: streams share
                                                 the tool slots, as in plain arq). A stream costs CPU for
                                                 every event it brings: past what a process can parse,
-                                                more streams at once only make each slower, until they
-                                                go quiet for longer than ``stream_idle_timeout``
+                                                more streams at once only make each one slower
     wake              INCREMENTAL_WAKE          1 (default): workers wait for a push announcing each job
                                                 (``adapters._arq_worker``); 0: they poll every
                                                 ``poll_delay``, as plain arq does
