@@ -176,3 +176,20 @@ async def test_a_cancel_sent_while_the_subscription_is_down_still_arrives_once(r
     finally:
         await control.aclose()
         await redis.aclose()
+
+
+def test_a_bad_slot_count_or_wake_flag_is_refused_naming_its_variable(monkeypatch: Any) -> None:
+    import pytest
+
+    from incremental.worker import worker_options
+
+    for variable, value in (
+        ("INCREMENTAL_TURN_SLOTS", "lots"),
+        ("INCREMENTAL_MAX_JOBS", "0"),
+        ("INCREMENTAL_WAKE", "maybe"),
+    ):
+        with monkeypatch.context() as patch:
+            patch.setenv(variable, value)
+            with pytest.raises(ValueError, match=variable):
+                worker_options({"test": _toolsets.registry})
+    assert worker_options({"test": _toolsets.registry}, turn_slots=0)["turn_slots"] == 0

@@ -197,6 +197,26 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _count(given: int | None, variable: str, default: int, *, least: int) -> int:
+    raw: object = given if given is not None else _env(variable, str(default))
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ValueError(f"{variable}: expected a whole number, got {raw!r}") from None
+    if value < least:
+        raise ValueError(f"{variable}: expected at least {least}, got {value}")
+    return value
+
+
+def _flag(variable: str, default: bool) -> bool:
+    raw = _env(variable, "1" if default else "0").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{variable}: expected 1 or 0, got {raw!r}")
+
+
 def _seconds(given: float | None, variable: str, default: float) -> float:
     value = float(given) if given is not None else float(_env(variable, repr(default)))
     if not value > 0:
@@ -329,9 +349,9 @@ def worker_options(
         "poll_delay": poll_delay
         if poll_delay is not None
         else float(_env("INCREMENTAL_POLL_DELAY", "0.005")),
-        "max_jobs": max_jobs if max_jobs is not None else int(_env("INCREMENTAL_MAX_JOBS", "100")),
-        "turn_slots": turn_slots if turn_slots is not None else int(_env("INCREMENTAL_TURN_SLOTS", "100")),
-        "wake": wake if wake is not None else _env("INCREMENTAL_WAKE", "1") not in ("0", "false", "no"),
+        "max_jobs": _count(max_jobs, "INCREMENTAL_MAX_JOBS", 100, least=1),
+        "turn_slots": _count(turn_slots, "INCREMENTAL_TURN_SLOTS", 100, least=0),
+        "wake": wake if wake is not None else _flag("INCREMENTAL_WAKE", True),
         "job_timeout": tool_timeout,
         "queue_name": queue or _env("INCREMENTAL_QUEUE", default_queue_name),
         "keep_result": keep_result,

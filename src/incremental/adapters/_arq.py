@@ -35,6 +35,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -46,6 +47,7 @@ from arq.jobs import serialize_job
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -245,6 +247,17 @@ end
 _ENQUEUE = ENQUEUE_LUA + "return arq_enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], unpack(ARGV))\n"
 
 
+_SCRIPTS: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
+
+
+def _enqueue_script(pool: ArqRedis) -> AsyncScript:
+    """The enqueue script of this pool, registered once (not on every enqueue)."""
+    script = _SCRIPTS.get(pool)
+    if script is None:
+        script = _SCRIPTS[pool] = pool.register_script(_ENQUEUE)
+    return script
+
+
 def enqueue_args(
     pool: ArqRedis, function: str, args: tuple[Any, ...], job_id: str, queue: str | None, defer_s: float
 ) -> tuple[list[str], list[Any]]:
@@ -280,7 +293,7 @@ async def _enqueue(
     while True:
         try:
             keys, argv = enqueue_args(pool, function, args, _job_id, _queue_name, _defer_by or 0.0)
-            return bool(int(await pool.register_script(_ENQUEUE)(keys=keys, args=argv)))
+            return bool(int(await _enqueue_script(pool)(keys=keys, args=argv)))
         except REDIS_ERRORS as exc:
             why = f"{type(exc).__name__}: {exc}"
         if time.monotonic() > deadline:

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 from ..adapters._arq import ToolJob
@@ -171,19 +171,14 @@ async def listening(
             fired.append(reason)
             on_cancel(reason)
 
-    try:
-        follow = svc.control.follow(run_id, deliver)
-        await follow.__aenter__()
-    except Exception:
-        logger.warning(
-            "control channel of run %s failed: cancels will not reach this job", run_id, exc_info=True
-        )
+    async with AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(svc.control.follow(run_id, deliver))
+        except Exception:
+            logger.warning(
+                "control channel of run %s failed: cancels will not reach this job", run_id, exc_info=True
+            )
         yield
-        return
-    try:
-        yield
-    finally:
-        await follow.__aexit__(None, None, None)
 
 
 class Interrupted(Exception):
