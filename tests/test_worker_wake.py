@@ -193,3 +193,27 @@ def test_a_bad_slot_count_or_wake_flag_is_refused_naming_its_variable(monkeypatc
             with pytest.raises(ValueError, match=variable):
                 worker_options({"test": _toolsets.registry})
     assert worker_options({"test": _toolsets.registry}, turn_slots=0)["turn_slots"] == 0
+
+
+async def test_a_job_goes_on_when_the_control_subscription_cannot_be_made(
+    redis_url: str, monkeypatch: Any
+) -> None:
+    """The subscriber's connection is refused (nothing listens there): ``follow`` still returns, with
+    what was sent before read from the run's stream."""
+    import incremental.adapters._control as control_module
+
+    monkeypatch.setattr(control_module, "_SUBSCRIBE_WAIT_S", 0.2)
+    redis = Redis.from_url(redis_url)
+    control = RedisControl(redis)
+    control._reader = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens
+    run_id = unique("run")
+    got: list[dict[str, Any]] = []
+    try:
+        await control.send(run_id, "cancel_run", reason="sent before")
+        async with asyncio.timeout(TIMEOUT_S):
+            async with control.follow(run_id, got.append):
+                pass
+        assert [e["kind"] for e in got] == ["cancel_run"]
+    finally:
+        await control.aclose()
+        await redis.aclose()

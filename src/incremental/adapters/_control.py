@@ -33,6 +33,7 @@ __all__ = ["CONTROL_CHANNEL", "RedisControl", "control_key"]
 logger = logging.getLogger(__name__)
 
 CONTROL_CHANNEL = "inc:control"
+_SUBSCRIBE_WAIT_S = 5.0
 Deliver = Callable[[dict[str, Any]], None]
 
 
@@ -101,7 +102,14 @@ class RedisControl:
             if self._hub is None or self._hub.done():
                 self._subscribed.clear()
                 self._hub = asyncio.create_task(self._listen(), name="control-subscriber")
-            await self._subscribed.wait()
+            # A subscription that cannot be made (Redis down, SUBSCRIBE refused) must not hold the job:
+            # it goes on after a bounded wait, with what the catch-up read finds, and hears later
+            # entries once the subscription is made.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SUBSCRIBE_WAIT_S):
+                    await self._subscribed.wait()
+            if not self._subscribed.is_set():
+                logger.warning("no control subscription yet: run %s's job goes on without it", run_id)
             await self._catch_up(run_id, {follower})
             yield
         finally:
