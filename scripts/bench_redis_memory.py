@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -83,47 +85,9 @@ async def used_memory(pool: Any) -> int:
     return int((await pool.info("memory"))["used_memory"])
 
 
-async def app_runs(url: str, options: dict[str, Any], runs: int) -> dict[str, Any]:
-    rows: dict[str, list[float]] = {"end": [], "end_arq": [], "trimmed": [], "ttl": [], "ttl_trim": []}
-    async with FakeMessagesAPI(list(RECORDINGS), speed=0) as api:
-        client = MessagesClient(base_url=api.url, api_key="sk-bench")
-        async with Runner(
-            tools=app_registry,
-            redis_url=url,
-            workers=1,
-            model_client=client,
-            queue=f"bench-{uuid.uuid4().hex[:8]}",
-            **options,
-        ) as runner:
-            pool = runner.pool
-            before = 0
-            for n in range(runs + 1):  # the first warms the server and the worker up: not counted
-                if n == 1:
-                    before = await used_memory(pool)
-                with tempfile.TemporaryDirectory() as workspace:
-                    seed_vite_starter(Path(workspace))
-                    run = await runner.start(GO, **REQUEST, workspace=workspace, max_turns=2)
-                    result = await run.result(timeout=120)
-                    assert result.state == "completed" and len(result.tools) == 8, result
-                await settled(pool, run.id)
-                if n == 0:
-                    continue
-                at_end = await footprint(pool, run.id)
-                rows["end"].append(at_end["inc"])
-                rows["end_arq"].append(at_end["arq"])
-                rows["ttl"].append(at_end["inc_ttl"])
-                if runner.retention.trims:
-                    await trim_run(runner._services(), run.id)
-                    trimmed = await footprint(pool, run.id)
-                    rows["trimmed"].append(trimmed["inc"])
-                    rows["ttl_trim"].append(trimmed["inc_ttl"])
-            rows["used_memory"] = [(await used_memory(pool) - before) / runs]
-        await client.aclose()
-    return {k: statistics.median(v) if v else None for k, v in rows.items()}
-
-
-async def large_input(url: str, options: dict[str, Any]) -> dict[str, Any]:
-    files = [ROOT / "fixtures" / "large_file_1mb.sse", ROOT / "fixtures" / "text_only.sse"]
+@contextlib.asynccontextmanager
+async def bench_runner(url: str, files: list[Any], options: dict[str, Any]) -> AsyncIterator[Runner]:
+    """A Runner with one in-process worker on a queue of its own, its model the fake API playing ``files``."""
     async with FakeMessagesAPI(files, speed=0) as api:
         client = MessagesClient(base_url=api.url, api_key="sk-bench")
         async with Runner(
@@ -134,21 +98,56 @@ async def large_input(url: str, options: dict[str, Any]) -> dict[str, Any]:
             queue=f"bench-{uuid.uuid4().hex[:8]}",
             **options,
         ) as runner:
+            yield runner
+        await client.aclose()
+
+
+async def app_runs(url: str, options: dict[str, Any], runs: int) -> dict[str, Any]:
+    rows: dict[str, list[float]] = {"end": [], "end_arq": [], "trimmed": [], "ttl": [], "ttl_trim": []}
+    async with bench_runner(url, list(RECORDINGS), options) as runner:
+        pool = runner.pool
+        before = 0
+        for n in range(runs + 1):  # the first warms the server and the worker up: not counted
+            if n == 1:
+                before = await used_memory(pool)
             with tempfile.TemporaryDirectory() as workspace:
+                seed_vite_starter(Path(workspace))
                 run = await runner.start(GO, **REQUEST, workspace=workspace, max_turns=2)
                 result = await run.result(timeout=120)
-            assert result.state == "completed", result
-            [block] = [
-                b
-                for m in result.messages
-                if m["role"] == "assistant"
-                for b in m["content"]
-                if b.get("type") == "tool_use"
-            ]
-            size = len(json.dumps(block["input"]).encode())
-            await settled(runner.pool, run.id)
-            found = await footprint(runner.pool, run.id)
-        await client.aclose()
+                assert result.state == "completed" and len(result.tools) == 8, result
+            await settled(pool, run.id)
+            if n == 0:
+                continue
+            at_end = await footprint(pool, run.id)
+            rows["end"].append(at_end["inc"])
+            rows["end_arq"].append(at_end["arq"])
+            rows["ttl"].append(at_end["inc_ttl"])
+            if runner.retention.trims:
+                await trim_run(runner._services(), run.id)
+                trimmed = await footprint(pool, run.id)
+                rows["trimmed"].append(trimmed["inc"])
+                rows["ttl_trim"].append(trimmed["inc_ttl"])
+        rows["used_memory"] = [(await used_memory(pool) - before) / runs]
+    return {k: statistics.median(v) if v else None for k, v in rows.items()}
+
+
+async def large_input(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    files = [ROOT / "fixtures" / "large_file_1mb.sse", ROOT / "fixtures" / "text_only.sse"]
+    async with bench_runner(url, files, options) as runner:
+        with tempfile.TemporaryDirectory() as workspace:
+            run = await runner.start(GO, **REQUEST, workspace=workspace, max_turns=2)
+            result = await run.result(timeout=120)
+        assert result.state == "completed", result
+        [block] = [
+            b
+            for m in result.messages
+            if m["role"] == "assistant"
+            for b in m["content"]
+            if b.get("type") == "tool_use"
+        ]
+        size = len(json.dumps(block["input"]).encode())
+        await settled(runner.pool, run.id)
+        found = await footprint(runner.pool, run.id)
     holding = {k: v for k, v in found["keys"].items() if v > size // 2}
     return {"size": size, "holding": holding, "run_id": run.id}
 
