@@ -21,9 +21,11 @@ For each N, from the runs' event logs and Redis's own counters:
                           (INFO commandstats, less this script's own)
     idle commands/s       per worker process, with nothing to do (measured once, before the loads)
 
-``--baseline`` runs the same loads again with the workers as arq runs them by default in this project's
-earlier design (every job in one pool of ``max_jobs`` slots, polling every 5 ms): the comparison of
-the same workload, in the same run, on the same machine.
+``--baseline`` runs the same loads again on arq's own worker (``arq workers.settings.WorkerSettings``:
+every job in one pool of 32 slots, polling every 5 ms, arq's transactions to start and end a job): the
+comparison of the same workload, in the same run, on the same machine. Before the loads, each set-up
+makes ``--warmup`` runs that are not counted, so a process's one-off start-up work (its first
+connections, its scripts loaded) is not put on a tool.
 
 Targets (2 workers): ready -> started p99 < 50 ms up to 200 concurrent runs; >= 150 tools/s; <= 30
 commands per tool at N=1, not growing with workers; an idle worker <= 10 commands/s.
@@ -80,7 +82,13 @@ def start_fake_api(speed: float) -> tuple[subprocess.Popen[str], str]:
     return proc, url
 
 
-def start_workers(n: int, url: str, api_url: str, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+INCREMENTAL_WORKER = [sys.executable, "-m", "incremental", "worker", "workers.settings.WorkerSettings"]
+ARQ_WORKER = [str(Path(sys.executable).parent / "arq"), "workers.settings.WorkerSettings"]
+
+
+def start_workers(
+    n: int, url: str, api_url: str, env: dict[str, str], command: list[str]
+) -> list[subprocess.Popen[bytes]]:
     variables = {
         **os.environ,
         "REDIS_URL": url,
@@ -91,7 +99,7 @@ def start_workers(n: int, url: str, api_url: str, env: dict[str, str]) -> list[s
     variables.pop("INCREMENTAL_TOOLSETS", None)
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "incremental", "worker", "workers.settings.WorkerSettings"],
+            command,
             cwd=ROOT,
             env=variables,
             stdout=subprocess.DEVNULL,
@@ -144,8 +152,9 @@ class Monitor:
     """Every command Redis runs, through MONITOR (costly: only for small loads): the ones clients sent,
     by name, apart from the ones Lua scripts ran."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, trace: str | None = None) -> None:
         self.redis = Redis.from_url(url)
+        self.trace = open(trace, "a") if trace else None  # noqa: SIM115 (closed in __aexit__)
         self.client: dict[str, int] = {}
         self.lua = 0
         self._task: asyncio.Task[None] | None = None
@@ -165,6 +174,8 @@ class Monitor:
                     self.lua += 1
                     continue
                 words = str(cmd.get("command", "")).split()
+                if self.trace is not None:
+                    self.trace.write(str(cmd.get("command", ""))[:400] + "\n")
                 name = words[0].upper() if words else "?"
                 if name == "CLIENT" and len(words) > 1:
                     name = f"CLIENT {words[1].upper()}"
@@ -176,6 +187,8 @@ class Monitor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.redis.aclose()
+        if self.trace is not None:
+            self.trace.close()
 
 
 async def wait_done(redis: Redis, run_ids: list[str], counter: Counter, timeout: float) -> None:
@@ -258,7 +271,8 @@ async def one_load(
     if monitor is not None:
         sent = dict(monitor.client)
         sent["HGET"] = sent.get("HGET", 0) - (counter.sent - len(states))  # this script's polling
-        client = (sum(sent.values()) - 2) / tools
+        sent.pop("INFO", None)  # this script's CPU and command counters (a worker sends INFO only at start)
+        client = sum(sent.values()) / tools
         breakdown = {k: v / tools for k, v in sorted(sent.items(), key=lambda kv: -kv[1]) if v > 0}
     return {
         "cpu_ms_per_tool": {k: (cpu_after[k] - cpu_before[k]) * 1000 / tools for k in cpu_after},
@@ -300,9 +314,15 @@ async def idle_rate(redis: Redis, workers: int, seconds: float) -> float:
 
 
 async def measure(
-    label: str, args: argparse.Namespace, url: str, api_url: str, api_pid: int, env: dict[str, str]
+    label: str,
+    args: argparse.Namespace,
+    url: str,
+    api_url: str,
+    api_pid: int,
+    env: dict[str, str],
+    command: list[str],
 ) -> list[dict[str, Any]]:
-    procs = start_workers(args.workers, url, api_url, env)
+    procs = start_workers(args.workers, url, api_url, env, command)
     redis = Redis.from_url(url)
     rows: list[dict[str, Any]] = []
     try:
@@ -310,14 +330,16 @@ async def measure(
             await workers_up(redis, args.workers)
             idle = await idle_rate(redis, args.workers, args.idle_s)
             with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+                pids = {
+                    "workers": [p.pid for p in procs],
+                    "fake API": [api_pid],
+                    "this script": [os.getpid()],
+                }
+                for _ in range(args.warmup):  # the processes' one-off start-up work is not a tool's
+                    await one_load(runner, redis, 1, args.simulate, Path(tmp), None, pids)
                 for n in args.n:
                     for _ in range(args.repeat):
-                        pids = {
-                            "workers": [p.pid for p in procs],
-                            "fake API": [api_pid],
-                            "this script": [os.getpid()],
-                        }
-                        monitor = Monitor(url) if n <= args.monitor_max else None
+                        monitor = Monitor(url, args.trace) if n <= args.monitor_max else None
                         if monitor is not None:
                             async with monitor:
                                 row = await one_load(
@@ -355,8 +377,14 @@ async def main() -> int:
     ap.add_argument(
         "--monitor-max", type=int, default=20, help="count client commands (MONITOR) for N up to this"
     )
+    ap.add_argument("--trace", help="append every client command MONITOR saw to this file")
     ap.add_argument("--breakdown", action="store_true", help="print the client commands per tool by name")
-    ap.add_argument("--baseline", action="store_true", help="also run the loads polling, in one pool")
+    ap.add_argument(
+        "--baseline", action="store_true", help="also run the loads on arq's own worker (polling, one pool)"
+    )
+    ap.add_argument(
+        "--warmup", type=int, default=1, help="runs made (not counted) before the loads, per set-up"
+    )
     args = ap.parse_args()
     args.n = [int(x) for x in args.n.split(",") if x.strip()]
 
@@ -373,9 +401,9 @@ async def main() -> int:
     api, api_url = start_fake_api(args.speed)
     try:
         with redis_url() as url:
-            rows = await measure("incremental", args, url, api_url, api.pid, {})
+            rows = await measure("incremental", args, url, api_url, api.pid, {}, INCREMENTAL_WORKER)
             if args.baseline:
-                rows += await measure("one pool, polling", args, url, api_url, api.pid, BASELINE_ENV)
+                rows += await measure("plain arq", args, url, api_url, api.pid, BASELINE_ENV, ARQ_WORKER)
     finally:
         stop([api])
     print(
@@ -393,13 +421,9 @@ async def main() -> int:
     return 0
 
 
-# The earlier set-up: streams and tools share one pool of 32 slots, and workers poll every 5 ms.
-BASELINE_ENV = {
-    "INCREMENTAL_MAX_JOBS": "32",
-    "INCREMENTAL_TURN_SLOTS": "0",
-    "INCREMENTAL_WAKE": "0",
-    "INCREMENTAL_POLL_DELAY": "0.005",
-}
+# The same jobs run by arq's own worker (``arq workers.settings.WorkerSettings``), as the project ran
+# them before it had its own: streams and tools share one pool of 32 slots, polled every 5 ms.
+BASELINE_ENV = {"INCREMENTAL_MAX_JOBS": "32", "INCREMENTAL_POLL_DELAY": "0.005"}
 
 
 if __name__ == "__main__":

@@ -16,11 +16,18 @@ This worker runs the same jobs, from the same queue, with three changes:
 - **Slots by kind.** Tool jobs get ``max_jobs`` slots; the jobs that drive turns (``stream_turn``, the
   monitor) get ``turn_slots`` more of their own: a model stream costs a task and a socket, not a slot
   a tool could use.
-- **One claim per batch.** The ids a wake-up brings are claimed in one Lua call (the job is due and not
-  in progress elsewhere: it is marked in progress), instead of arq's watched transaction per job.
+- **One claim per batch, one call to finish.** The ids a wake-up brings are claimed in one Lua call
+  that also starts them: a job that is due and not in progress elsewhere is marked in progress, its
+  try counted, and its payload read (arq: a watched transaction to claim, then a transaction to
+  start). A job ends in one more call that stores its result and clears its keys, or, for a job to be
+  run again, clears its claim and announces it, so another worker takes it at once (after moving its
+  due time, for ``Retry(defer=...)``).
 
-Everything else is arq's: job payloads, retries, results, timeouts, ``job_try``, ``Retry``, the health
-check. Plain ``arq yourmodule.WorkerSettings`` still runs these jobs (polling, one pool of slots).
+The rest is arq's format and meaning: the same keys and payloads, ``job_try`` and ``max_tries``,
+``Retry``, a job cancelled by a closing worker runs again, results kept for ``keep_result_s``, the
+health check. Plain ``arq yourmodule.WorkerSettings`` still runs these jobs (polling, one pool of
+slots). arq's abort (``allow_abort_jobs``) is not offered: a run's or a tool's cancel goes through
+incremental's control channel.
 """
 
 from __future__ import annotations
@@ -30,10 +37,18 @@ import contextlib
 import logging
 from typing import Any
 
-from arq.constants import in_progress_key_prefix
-from arq.utils import timestamp_ms
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    keep_cronjob_progress,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
+from arq.utils import ms_to_datetime, timestamp_ms, to_ms
+from arq.worker import JobExecutionFailed, Retry, RetryJob, get_kwargs
 from arq.worker import Worker as ArqWorker
-from arq.worker import get_kwargs
 
 __all__ = ["CLAIMS_LEASE", "TURN_JOB_PREFIXES", "Worker", "make_worker", "wake_key"]
 
@@ -44,22 +59,75 @@ CLAIMS_LEASE = "incremental_claim_lease_s"  # in the worker's ctx: its claims ho
 _WAKE_MAX = 10_000
 _DUE_MARGIN_MS = 50  # a wake list nobody pops (every worker busy) is trimmed to this many ids
 
-# Claim each id that is due and not in progress (mark it in progress); 0 for the others, else its score.
-_CLAIM = """
-local out = {}
+_RETRY_TTL_S = 88_400  # how long a job's try count is kept (arq's figure)
+
+# Claim and start each id that is due and not in progress: mark it in progress, count its try, read
+# its payload. 0 for an id not claimed, else {score, payload or false (expired), try}.
+# KEYS: the queue; ARGV: now (ms), the claim (ms), then the ids.
+_CLAIM = f"""
+local out = {{}}
 local now = tonumber(ARGV[1])
 for i = 3, #ARGV do
   local id = ARGV[i]
-  local key = KEYS[2] .. id
+  local key = '{in_progress_key_prefix}' .. id
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) <= now and redis.call('EXISTS', key) == 0 then
     redis.call('PSETEX', key, ARGV[2], '1')
-    out[#out + 1] = score
+    local tries = redis.call('INCR', '{retry_key_prefix}' .. id)
+    redis.call('EXPIRE', '{retry_key_prefix}' .. id, {_RETRY_TTL_S})
+    out[#out + 1] = {{score, redis.call('GET', '{job_key_prefix}' .. id), tries}}
   else
     out[#out + 1] = 0
   end
 end
 return out
+"""
+
+# End a job. ARGV: the id, then 'done' (its result, if any, is kept: its keys go) or 'again' (it runs
+# again: its claim goes, and it is announced at once, or after a defer that moves its due time), the
+# result ('' for none), the result's life in ms (0: for ever), the defer in ms (0: none), how long a
+# cron job's claim stays (ms, 0: it goes). KEYS: the queue, its wake list.
+_FINISH = f"""
+local id = ARGV[1]
+local claim = '{in_progress_key_prefix}' .. id
+if ARGV[6] ~= '0' then
+  redis.call('PEXPIRE', claim, ARGV[6])
+else
+  redis.call('DEL', claim)
+end
+if ARGV[2] == 'done' then
+  if ARGV[3] ~= '' then
+    if ARGV[4] ~= '0' then
+      redis.call('SET', '{result_key_prefix}' .. id, ARGV[3], 'PX', ARGV[4])
+    else
+      redis.call('SET', '{result_key_prefix}' .. id, ARGV[3])
+    end
+  end
+  redis.call('DEL', '{retry_key_prefix}' .. id, '{job_key_prefix}' .. id)
+  redis.call('ZREM', '{abort_jobs_ss}', id)
+  redis.call('ZREM', KEYS[1], id)
+elseif ARGV[5] ~= '0' then
+  redis.call('ZINCRBY', KEYS[1], ARGV[5], id)
+  redis.call('RPUSH', KEYS[2], '~' .. id)
+else
+  redis.call('RPUSH', KEYS[2], id)
+end
+return 1
+"""
+
+_NO_RESULT = object()
+
+# The whole queue's due jobs not in progress (up to ARGV[2] of them), and the score of the next job due
+# after now; the wake list is trimmed to its last ARGV[3] ids. KEYS: the queue, its wake list.
+_SWEEP = f"""
+local now = ARGV[1]
+local out = {{}}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])) do
+  if redis.call('EXISTS', '{in_progress_key_prefix}' .. id) == 0 then out[#out + 1] = id end
+end
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+return {{out, nxt[2] or false}}
 """
 
 # The ids due in (after, now], up to ARGV[3] of them, and the score of the next job due after now.
@@ -84,7 +152,8 @@ class Worker(ArqWorker):
     ``max_jobs``: the tool slots. ``turn_slots``: slots for stream and monitor jobs (0: they share the
     tool slots, as in plain arq). ``wake``: False
     keeps arq's polling (every ``poll_delay``). ``sweep_s``: how often the whole queue is read anyway.
-    ``idle_s``: the longest a wait for a push lasts before the worker looks at the queue's due times.
+    ``idle_s``: the longest one wait (for a push, or for a free slot) lasts; a wait also ends at the
+    next sweep and at the next known due time.
     ``lease_s``: a claim marks a job in progress this far ahead (its job's lease renews it; see
     ``adapters._arq.job_lease``), instead of for arq's whole job timeout."""
 
@@ -94,10 +163,15 @@ class Worker(ArqWorker):
         turn_slots: int = 100,
         wake: bool = True,
         sweep_s: float = 2.0,
-        idle_s: float = 1.0,
+        idle_s: float = 5.0,
         lease_s: float | None = None,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("allow_abort_jobs"):
+            raise ValueError(
+                "allow_abort_jobs is not supported by incremental's Worker: cancel runs and tools "
+                "through incremental's control (Run.cancel, Run.cancel_tool)"
+            )
         tool_slots = int(kwargs.get("max_jobs", 10))
         kwargs["max_jobs"] = tool_slots + max(turn_slots, 0)
         if wake:
@@ -112,6 +186,8 @@ class Worker(ArqWorker):
         self._next_due_ms: int | None = None
         self._recent: set[str] = set()  # the ids the last due read brought
         self._claim: Any = None
+        self._sweep: Any = None
+        self._finish: Any = None
         self._due: Any = None
         # A claim marks the job in progress for one lease (its job renews it), else for arq's timeout.
         self.claim_ms = int((lease_s or self.in_progress_timeout_s) * 1000)
@@ -168,18 +244,181 @@ class Worker(ArqWorker):
             return left
         if self._claim is None:
             self._claim = self.pool.register_script(_CLAIM)
-        scores = await self._claim(
-            keys=[self.queue_name, in_progress_key_prefix], args=[timestamp_ms(), self.claim_ms, *chosen]
-        )
-        for job_id, score in zip(chosen, scores, strict=True):
-            if not score:
+        claims = await self._claim(keys=[self.queue_name], args=[timestamp_ms(), self.claim_ms, *chosen])
+        for job_id, claim in zip(chosen, claims, strict=True):
+            if not claim:
                 continue  # started elsewhere, finished, or deferred again meanwhile
+            score, payload, job_try = claim
             await self.sem.acquire()
             self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            task = self.loop.create_task(self._run(job_id, int(float(score)), payload or None, int(job_try)))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
         return left
+
+    # ------------------------------------------------------------------ one job
+
+    async def _run(self, job_id: str, score: int, payload: bytes | None, job_try: int) -> None:
+        """Run one claimed job and end it in one call; the job's meaning is arq's (see the module
+        docstring)."""
+        start_ms = timestamp_ms()
+        if payload is None:
+            logger.warning("job %s expired", job_id)
+            return await self._end_early(job_id, job_try, start_ms, JobExecutionFailed("job expired"))
+        try:
+            name, args, kwargs, enqueue_try, enqueue_ms = deserialize_job_raw(
+                payload, deserializer=self.job_deserializer
+            )
+        except SerializationError as exc:
+            logger.exception("deserializing job %s failed", job_id)
+            return await self._end_early(job_id, job_try, start_ms, exc)
+        function = self.functions.get(name)
+        if function is None:
+            logger.warning("job %s, function %r not found", job_id, name)
+            failure = JobExecutionFailed(f"function {name!r} not found")
+            return await self._end_early(job_id, job_try, start_ms, failure, name, args, kwargs, enqueue_ms)
+        if enqueue_try and enqueue_try > job_try:
+            job_try = enqueue_try
+            await self.pool.setex(retry_key_prefix + job_id, _RETRY_TTL_S, str(job_try))
+        cron = hasattr(function, "next_run")
+        ref = name if cron else f"{job_id}:{name}"
+        max_tries = self.max_tries if function.max_tries is None else function.max_tries
+        if job_try > max_tries:
+            logger.warning("%s: more than %d tries", ref, max_tries)
+            failure = JobExecutionFailed(f"max {max_tries} retries exceeded")
+            return await self._end_early(job_id, job_try, start_ms, failure, name, args, kwargs, enqueue_ms)
+
+        ctx = {
+            **self.ctx,
+            "job_id": job_id,
+            "job_try": job_try,
+            "enqueue_time": ms_to_datetime(enqueue_ms),
+            "score": score,
+        }
+        if self.on_job_start:
+            await self.on_job_start(ctx)
+        timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
+        start_ms = timestamp_ms()
+        logger.info("%6.2fs → %s try=%d", (start_ms - enqueue_ms) / 1000, ref, job_try)
+        result: Any = _NO_RESULT
+        done, success, defer_ms = False, False, 0
+        task = self.loop.create_task(function.coroutine(ctx, *args, **kwargs))
+        self.job_tasks[job_id] = task
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = await task
+        except (Exception, asyncio.CancelledError) as exc:
+            took = (timestamp_ms() - start_ms) / 1000
+            if self.retry_jobs and isinstance(exc, Retry):
+                if exc.defer_score:
+                    defer_ms = exc.defer_score + (timestamp_ms() - score)
+                logger.info("%6.2fs ↻ %s again in %0.2fs", took, ref, (exc.defer_score or 0) / 1000)
+                self.jobs_retried += 1
+            elif self.retry_jobs and isinstance(exc, asyncio.CancelledError | RetryJob):
+                logger.info("%6.2fs ↻ %s cancelled, will be run again", took, ref)
+                self.jobs_retried += 1
+            else:
+                logger.exception("%6.2fs ! %s failed, %s: %s", took, ref, type(exc).__name__, exc)
+                result, done = exc, True
+                self.jobs_failed += 1
+        else:
+            done = success = True
+            logger.info("%6.2fs ← %s", (timestamp_ms() - start_ms) / 1000, ref)
+            self.jobs_complete += 1
+        finally:
+            self.job_tasks.pop(job_id, None)
+            if not task.done():
+                task.cancel()
+        data = None
+        keep_s = self.keep_result_s if function.keep_result_s is None else function.keep_result_s
+        forever = (
+            self.keep_result_forever if function.keep_result_forever is None else function.keep_result_forever
+        )
+        if done and result is not _NO_RESULT and (forever or keep_s > 0):
+            data = serialize_result(
+                name,
+                args,
+                kwargs,
+                job_try,
+                enqueue_ms,
+                success,
+                result,
+                start_ms,
+                timestamp_ms(),
+                ref,
+                self.queue_name,
+                job_id=job_id,
+                serializer=self.job_serializer,
+            )
+        if self.on_job_end:
+            await self.on_job_end(ctx)
+        keep_claim = to_ms(keep_cronjob_progress) if cron else 0
+        await asyncio.shield(
+            self._end(
+                job_id, done, data, None if forever else keep_s, defer_ms=defer_ms, keep_claim_ms=keep_claim
+            )
+        )
+        if self.after_job_end:
+            await self.after_job_end(ctx)
+
+    async def _end_early(
+        self,
+        job_id: str,
+        job_try: int,
+        start_ms: int,
+        failure: BaseException,
+        name: str = "<unknown>",
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        enqueue_ms: int = 0,
+    ) -> None:
+        """A job that cannot run (expired, unreadable, unknown, out of tries) ends failed, as arq ends it."""
+        self.jobs_failed += 1
+        data = serialize_result(
+            name,
+            args,
+            kwargs or {},
+            job_try,
+            enqueue_ms,
+            False,
+            failure,
+            start_ms,
+            timestamp_ms(),
+            f"{job_id}:{name}",
+            self.queue_name,
+            job_id=job_id,
+            serializer=self.job_serializer,
+        )
+        keep = self.keep_result_forever or self.keep_result_s > 0
+        await asyncio.shield(
+            self._end(
+                job_id, True, data if keep else None, None if self.keep_result_forever else self.keep_result_s
+            )
+        )
+
+    async def _end(
+        self,
+        job_id: str,
+        done: bool,
+        data: bytes | None,
+        keep_s: float | None,
+        *,
+        defer_ms: int = 0,
+        keep_claim_ms: int = 0,
+    ) -> None:
+        if self._finish is None:
+            self._finish = self.pool.register_script(_FINISH)
+        await self._finish(
+            keys=[self.queue_name, self.wake_key],
+            args=[
+                job_id,
+                "done" if done else "again",
+                data or b"",
+                0 if keep_s is None else max(int(keep_s * 1000), 1),
+                int(defer_ms or 0),
+                int(keep_claim_ms or 0),
+            ],
+        )
 
     # ------------------------------------------------------------------ the loop
 
@@ -194,19 +433,18 @@ class Worker(ArqWorker):
             self._reap()
             return
         if loop.time() >= self._next_sweep:
-            # The whole queue: what no push announced. arq's iteration reads it and calls start_jobs.
+            # The whole queue: what no push announced (in one call, with the next due time).
             self._next_sweep = loop.time() + self.sweep_s
-            self._seen_ms = timestamp_ms()
-            await super()._poll_iteration()
-            await self.pool.ltrim(self.wake_key, -_WAKE_MAX, -1)  # type: ignore[misc]
-            await self._read_due()
+            await self._sweep_queue()
+            self._reap()
+            await self.heart_beat()
             return
         if self.allow_pick_jobs and self._has_room():
             popped = await self._wait_for_push(loop)
             pushed = [job_id for job_id in popped if not job_id.startswith("~")]
-            # The due times are read when a wait ran out, a deferred job was announced ("~id"), or the
-            # next known due time has come.
-            due = await self._read_due() if len(pushed) < len(popped) or not popped or self._due_now() else []
+            # The due times are read when a deferred job was announced ("~id") or the next known due
+            # time has come; a wait that ran out reads nothing (the sweep reads the whole queue).
+            due = await self._read_due() if len(pushed) < len(popped) or self._due_now() else []
             left = await self._start([*pushed, *due])
             if left and pushed:
                 # No room for these here: give the announcements back for another worker.
@@ -249,6 +487,18 @@ class Worker(ArqWorker):
         if first is None:
             return []
         return [first.decode() if isinstance(first, bytes) else str(first)]
+
+    async def _sweep_queue(self) -> None:
+        if self._sweep is None:
+            self._sweep = self.pool.register_script(_SWEEP)
+        now = timestamp_ms()
+        ids, nxt = await self._sweep(
+            keys=[self.queue_name, self.wake_key], args=[now, self.queue_read_limit, _WAKE_MAX]
+        )
+        self._seen_ms = now
+        self._next_due_ms = int(float(nxt)) if nxt else None
+        if ids and self._has_room():
+            await self._start(ids)
 
     async def _read_due(self) -> list[str]:
         """The jobs that became due since the last read (deferred ones), and when the next one is.

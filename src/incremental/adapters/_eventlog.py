@@ -39,6 +39,7 @@ __all__ = [
     "EVENT_SCHEMA_VERSION",
     "HIGH_VOLUME_KINDS",
     "LOG_APPEND_LUA",
+    "LOG_ENTRY_LUA",
     "EventLog",
     "compare_ids",
     "events_key",
@@ -74,6 +75,33 @@ local function log_append(events, milestones, run, maxlen, entry, ttl, milestone
   end
   return id
 end
+"""
+)
+
+# One entry of several in one call: ARGV from ``i`` holds what ``entry_args`` gives (the append's six
+# arguments, the number of metric operations, the operations). Returns its id and where the next starts.
+LOG_ENTRY_LUA = (
+    LOG_APPEND_LUA
+    + """
+local function log_entry_at(events, milestones, run, i)
+  local id = log_append(events, milestones, run, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+                        ARGV[i + 4], ARGV[i + 5])
+  local last = i + 6 + 4 * tonumber(ARGV[i + 6])
+  apply_ops(i + 7, last)
+  return id, last + 1
+end
+"""
+)
+
+# KEYS events, milestones, the run's record; ARGV: entries as ``log_entry_at`` reads them. The ids.
+_APPEND_MANY = (
+    LOG_ENTRY_LUA
+    + """
+local ids, i = {}, 1
+while i <= #ARGV do
+  ids[#ids + 1], i = log_entry_at(KEYS[1], KEYS[2], KEYS[3], i)
+end
+return ids
 """
 )
 
@@ -156,6 +184,7 @@ class EventLog:
         self.milestones_maxlen = milestones_maxlen
         self.metrics = MetricsStore(redis) if metrics else None
         self._append = redis.register_script(_APPEND)
+        self._append_many = redis.register_script(_APPEND_MANY)
 
     def append_args(self, event: RunEventModel) -> tuple[dict[str, Any], list[str], list[str | int]]:
         """The entry, and the keys and arguments of the append script for it (``TurnStore`` appends a
@@ -172,7 +201,28 @@ class EventLog:
         ]
         if self.metrics is not None:
             args += self.metrics.ops(entry)  # applied in the same call (``apply_metrics``)
-        return entry, [events_key(run_id), milestones_key(run_id), run_key(run_id)], args
+        return entry, self.keys(run_id), args
+
+    def entry_args(self, event: RunEventModel) -> list[str | int]:
+        """One event as ``LOG_ENTRY_LUA`` reads it among others: the append's arguments, then its metric
+        operations, counted."""
+        _entry, _keys, args = self.append_args(event)
+        ops = args[6:]
+        return [*args[:6], len(ops) // 4, *ops]
+
+    async def append_many(self, events: list[RunEventModel]) -> list[str]:
+        """Append events of one run, in order, in one call; returns their ids."""
+        if not events:
+            return []
+        args: list[str | int] = []
+        for event in events:
+            args += self.entry_args(event)
+        ids = await self._append_many(keys=self.keys(events[0].run_id), args=args)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    def keys(self, run_id: str) -> list[str]:
+        """The append script's keys for a run: its log, its milestones, its record."""
+        return [events_key(run_id), milestones_key(run_id), run_key(run_id)]
 
     async def append(self, event: RunEventModel) -> str:
         """Append one event (a model of ``incremental.events``); returns its stream id (its offset)."""

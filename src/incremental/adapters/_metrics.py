@@ -28,8 +28,8 @@ __all__ = ["BUCKETS", "METRICS_LUA", "Histogram", "MetricsSnapshot", "MetricsSto
 
 # Applies ``MetricsStore.ops`` given as the script's arguments from ``first`` on.
 METRICS_LUA = """
-local function apply_metrics(first)
-  for i = first, #ARGV - 3, 4 do
+local function apply_ops(first, last)
+  for i = first, last - 3, 4 do
     local op, key, name, amount = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     if op == 'hincrby' then
       redis.call('HINCRBY', key, name, amount)
@@ -41,6 +41,9 @@ local function apply_metrics(first)
       redis.call('SREM', key, name)
     end
   end
+end
+local function apply_metrics(first)
+  apply_ops(first, #ARGV)
 end
 """
 

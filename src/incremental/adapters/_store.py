@@ -76,7 +76,7 @@ from redis.asyncio import Redis
 from ..tools._results import ToolResult
 from ._arq import ENQUEUE_LUA, ToolJob, tool_enqueue_args
 from ._control import control_key
-from ._eventlog import LOG_APPEND_LUA
+from ._eventlog import LOG_APPEND_LUA, LOG_ENTRY_LUA
 from ._retention import RUN_TTL_LUA, Retention, run_key
 
 if TYPE_CHECKING:
@@ -103,20 +103,46 @@ return 'ok'
 # in the log; the call's stored input goes with it (no job needs it once the result is in).
 # A second write of the very same result (a command retried after its reply was lost) is 'mine', or
 # 'continue' again if it was the one that completed the turn.
-# A tool job enqueued, unless its run is paused, with its tool_enqueued event, in one call. KEYS: the
-# run's record, arq's four (``arq_enqueue``), the event log's three; ARGV: arq's five, then the log's.
+# A content block kept as it stopped, unless the stream's end was recorded (or taken over): 0 then.
+KEEP_BLOCK_LUA = """
+local function keep_block(turn, blocks, index, record, ttl)
+  if redis.call('HEXISTS', turn, 'stream_end') == 1 then return 0 end
+  redis.call('HSET', blocks, index, record)
+  redis.call('EXPIRE', blocks, ttl)
+  return 1
+end
+"""
+
+# A tool job enqueued, unless its run is paused, with its tool_enqueued event, in one call; before it,
+# when given, the call's block kept and its tool_ready event (the stream's step at ToolReady: the turn
+# is marked dispatched in the same step), and its input stored. KEYS: the run's record, arq's four
+# (``arq_enqueue``), the log's events and milestones, the turn, its blocks, the run's inputs; ARGV:
+# arq's five, the TTL, the call's id, its input JSON ('' for none), the block's index ('' for no ready
+# step) and record, then the log's entries (``log_entry_at``): tool_ready (with the ready step), then
+# tool_enqueued. 'superseded' when the stream was taken over: nothing was written.
 _ENQUEUE_TOOL = (
     ENQUEUE_LUA
-    + LOG_APPEND_LUA
+    + LOG_ENTRY_LUA
+    + KEEP_BLOCK_LUA
     + """
+local i = 11
+if ARGV[9] ~= '' then
+  if keep_block(KEYS[8], KEYS[9], ARGV[9], ARGV[10], ARGV[6]) == 0 then return {'superseded', ''} end
+  local _
+  _, i = log_entry_at(KEYS[6], KEYS[7], KEYS[1], i)
+  redis.call('HSET', KEYS[8], 'dispatched', '1')
+end
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[10], ARGV[7], ARGV[8])
+  redis.call('EXPIRE', KEYS[10], ARGV[6])
+end
 if redis.call('HGET', KEYS[1], 'paused') == '1' then
   return {'paused', ''}
 end
 if arq_enqueue(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) == 0 then
   return {'exists', ''}
 end
-local id = log_append(KEYS[6], KEYS[7], KEYS[8], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
-apply_metrics(12)
+local id = log_entry_at(KEYS[6], KEYS[7], KEYS[1], i)
 return {'enqueued', id}
 """
 )
@@ -181,12 +207,7 @@ return 'ok'
 # stream, its first job (a worker thought dead that still runs) can neither keep a block nor end it.
 
 # KEYS turn, blocks  ARGV index, block record JSON, ttl
-_KEEP_BLOCK = """
-if redis.call('HEXISTS', KEYS[1], 'stream_end') == 1 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
+_KEEP_BLOCK = KEEP_BLOCK_LUA + "return keep_block(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])\n"
 
 # KEYS turn  ARGV now. What a job that finds the turn's stream started by another may do: 'done' (sealed
 # or ended), 'asked' (nothing dispatched: ask again), 'message' (the stream reached message_stop, not
@@ -310,6 +331,12 @@ if ARGV[4] ~= '' then
   redis.call('EXPIRE', KEYS[7], ARGV[3])
 end
 return tostring(n)
+"""
+
+# KEYS: any; each expires ARGV[1] seconds from now (one call for a run's many keys)
+_EXPIRE_ALL = """
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1]) end
+return #KEYS
 """
 
 # KEYS results, exec, cancels, run  ARGV id, reason, ttl
@@ -451,6 +478,7 @@ class TurnStore:
         self._restart_stream = redis.register_script(_RESTART_STREAM)
         self._seal = redis.register_script(_SEAL)
         self._expire = redis.register_script(_EXPIRE)
+        self._expire_all = redis.register_script(_EXPIRE_ALL)
         self._block = redis.register_script(_BLOCK)
         self._end_run = redis.register_script(_END_RUN)
         self._chain_add = redis.register_script(_CHAIN_ADD)
@@ -562,10 +590,7 @@ class TurnStore:
     async def retain(self, run_id: str, ttl_s: int) -> None:
         """Every key of the run expires ``ttl_s`` from now (its record has been, by ``end_run``)."""
         kept, working = await self.run_keys(run_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in [*kept, *working]:
-                pipe.expire(key, ttl_s)
-            await pipe.execute()
+        await self._expire_all(keys=[*kept, *working], args=[ttl_s])
 
     async def trim_run(self, run_id: str) -> int | None:
         """Mark a finished run trimmed and drop its working records (see the module docstring); what
@@ -582,10 +607,7 @@ class TurnStore:
             pipe.ttl(key)
             ttl = int((await pipe.execute())[-1])
         if ttl > 0:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for name in kept[1:]:
-                    pipe.expire(name, ttl)
-                await pipe.execute()
+            await self._expire_all(keys=kept[1:], args=[ttl])
         return ttl
 
     # ------------------------------------------------------------ tool inputs
@@ -679,14 +701,50 @@ class TurnStore:
         outcome, entry_id = (str(_s(item)) for item in raw)
         return outcome, entry_id or None
 
-    async def enqueue_tool_logged(self, job: ToolJob, log: EventLog, event: RunEventModel) -> str:
+    async def enqueue_tool_logged(
+        self,
+        job: ToolJob,
+        log: EventLog,
+        event: RunEventModel,
+        *,
+        args: dict[str, Any] | None = None,
+        ready: tuple[int, dict[str, Any], RunEventModel] | None = None,
+    ) -> str:
         """Enqueue a tool job with its ``tool_enqueued`` event, in one step, unless the run is paused:
         ``"enqueued"``, ``"exists"`` (a job with its id exists: nothing was written) or ``"paused"``
-        (nothing was written: the caller holds the job)."""
+        (nothing was written: the caller holds the job).
+
+        ``args``: the call's input, stored first (``put_input``). ``ready``: (block index, block record,
+        its ``tool_ready`` event): the stream's own step when the call became ready, written first
+        (``keep_block``, the event, the turn marked dispatched); ``"superseded"`` (nothing written)
+        when the stream was taken over."""
         arq_keys, arq_args = tool_enqueue_args(self.redis, job)  # type: ignore[arg-type]
-        _entry, log_keys, log_args = log.append_args(event)
+        events, milestones, _run = log.keys(job.run_id)
+        entries: list[str | int] = []
+        index, record = "", ""
+        if ready is not None:
+            index, record = str(ready[0]), json.dumps(ready[1])
+            entries += log.entry_args(ready[2])
+        entries += log.entry_args(event)
         raw = await self._enqueue_tool(
-            keys=[self.run_key(job.run_id), *arq_keys, *log_keys], args=[*arq_args, *log_args]
+            keys=[
+                self.run_key(job.run_id),
+                *arq_keys,
+                events,
+                milestones,
+                self.turn_key(job.run_id, job.turn),
+                self.blocks_key(job.run_id, job.turn),
+                self._run_part(job.run_id, "inputs"),
+            ],
+            args=[
+                *arq_args,
+                str(self.TTL_S),
+                job.tool_use_id,
+                "" if args is None else json.dumps(args, separators=(",", ":")),
+                index,
+                record,
+                *entries,
+            ],
         )
         return str(_s(raw[0]))
 

@@ -14,6 +14,7 @@ from ..events import (
     ContinuedEvent,
     RunCompletedEvent,
     RunEndedEvent,
+    RunEventModel,
     RunFailedEvent,
     ToolDuplicateResultEvent,
     ToolEnqueuedEvent,
@@ -45,11 +46,19 @@ def input_preview(value: object, limit: int = _PREVIEW_CHARS) -> str:
 
 
 async def dispatch(
-    svc: Services, run_id: str, turn: int, planned: Planned, *, ready_at: float | None = None
-) -> None:
+    svc: Services,
+    run_id: str,
+    turn: int,
+    planned: Planned,
+    *,
+    ready_at: float | None = None,
+    ready: tuple[int, dict[str, Any], RunEventModel] | None = None,
+) -> str:
     """Enqueue a validated call; behind earlier calls with the same concurrency key, if any. Its
-    input is stored with the run first: the job only names the call."""
-    await svc.store.put_input(run_id, planned.call.id, planned.args)
+    input is stored with the run first: the job only names the call. ``ready``: the stream's step at
+    this call's ToolReady, written in the same call as the enqueue (``TurnStore.enqueue_tool_logged``;
+    not for a call with a concurrency key). Returns ``"superseded"`` when that step found the stream
+    taken over (nothing was written), else what became of the job."""
     job = ToolJob(
         run_id=run_id,
         turn=turn,
@@ -61,26 +70,35 @@ async def dispatch(
         idempotent=planned.spec.idempotent,
         ready_at=time.time() if ready_at is None else ready_at,
     )
-    if planned.concurrency_key is not None:
-        may_run = await svc.store.chain_add(run_id, planned.concurrency_key, job.to_dict())
-        if not may_run:
-            await svc.events.append(
-                ToolWaitingEvent(
-                    run_id=run_id,
-                    turn=turn,
-                    tool_use_id=job.tool_use_id,
-                    name=job.name,
-                    concurrency_key=planned.concurrency_key,
-                )
+    if planned.concurrency_key is None:
+        return await enqueue_tool_job(svc, job, args=planned.args, ready=ready)
+    assert ready is None, "a call with a concurrency key is kept and logged before it is dispatched"
+    await svc.store.put_input(run_id, planned.call.id, planned.args)
+    may_run = await svc.store.chain_add(run_id, planned.concurrency_key, job.to_dict())
+    if not may_run:
+        await svc.events.append(
+            ToolWaitingEvent(
+                run_id=run_id,
+                turn=turn,
+                tool_use_id=job.tool_use_id,
+                name=job.name,
+                concurrency_key=planned.concurrency_key,
             )
-            return
-    await enqueue_tool_job(svc, job)
+        )
+        return "waiting"
+    return await enqueue_tool_job(svc, job)
 
 
-async def enqueue_tool_job(svc: Services, job: ToolJob) -> None:
+async def enqueue_tool_job(
+    svc: Services,
+    job: ToolJob,
+    *,
+    args: dict[str, Any] | None = None,
+    ready: tuple[int, dict[str, Any], RunEventModel] | None = None,
+) -> str:
     """Hand a job to the queue (with its event, in one call), unless the run is paused: then it is held
     until ``resume_run``. A pause that lands after that look is caught by ``run_tool``, which re-checks
-    at start."""
+    at start. ``args`` and ``ready`` go into the same call (``dispatch``)."""
 
     ids: dict[str, Any] = {
         "run_id": job.run_id,
@@ -88,17 +106,20 @@ async def enqueue_tool_job(svc: Services, job: ToolJob) -> None:
         "tool_use_id": job.tool_use_id,
         "name": job.name,
     }
-    outcome = await svc.store.enqueue_tool_logged(job, svc.events, ToolEnqueuedEvent(**ids, duplicate=False))
+    outcome = await svc.store.enqueue_tool_logged(
+        job, svc.events, ToolEnqueuedEvent(**ids, duplicate=False), args=args, ready=ready
+    )
     if outcome == "paused":
         if await svc.store.hold_if_paused(job.run_id, job.to_dict()):
             await svc.events.append(ToolPausedEvent(**ids))
-            return
+            return "paused"
         # Resumed (or ended) meanwhile: enqueue it anyway; run_tool re-checks the run when it starts.
         outcome = "enqueued" if await svc.enqueue_tool(job) else "exists"
         if outcome == "enqueued":
             await svc.events.append(ToolEnqueuedEvent(**ids, duplicate=False))
     if outcome == "exists":
         await svc.events.append(ToolEnqueuedEvent(**ids, duplicate=True))
+    return outcome
 
 
 async def finish_result(

@@ -538,7 +538,6 @@ class _TurnState:
                 )
             )
         elif isinstance(event, ToolReady):
-            await self.keep(event.index, BlockStatus.READY)
             await self.on_ready(event)
         elif isinstance(event, BlockStopped):
             if event.status != BlockStatus.TRUNCATED:  # a block cut off is not kept: it is partial
@@ -565,32 +564,56 @@ class _TurnState:
                 )
             )
 
-    async def keep(self, index: int, status: str, reason: str | None = None) -> None:
-        """Keep a block that stopped, as the full message will have it (a salvage rebuilds the message
-        from these); before anything is done with it, so a dispatched call's block is always kept."""
+    def record(self, index: int, status: str, reason: str | None = None) -> dict[str, Any] | None:
+        """A block that stopped, as the full message will have it, with its status."""
         block = next((b for b in reversed(self.parser.blocks) if b.index == index), None)
         if block is None:
-            return
+            return None
         record: dict[str, Any] = {"block": block.assembled(), "status": str(status)}
         if reason:
             record["reason"] = reason
-        if not await self.svc.store.keep_block(self.run_id, self.turn, index, record):
-            raise _Superseded(f"turn {self.turn}'s stream was taken over")
+        return record
+
+    async def keep(self, index: int, status: str, reason: str | None = None) -> None:
+        """Keep a block that stopped (a salvage rebuilds the message from these); before anything is
+        done with it, so a dispatched call's block is always kept."""
+        record = self.record(index, status, reason)
+        if record is not None and not await self.svc.store.keep_block(self.run_id, self.turn, index, record):
+            raise self.superseded()
+
+    def superseded(self) -> _Superseded:
+        return _Superseded(f"turn {self.turn}'s stream was taken over")
 
     async def on_ready(self, event: ToolReady) -> None:
         call = event.call
         ready_at = time.time()
-        await self.log(
-            ToolReadyEvent(
-                run_id=self.run_id,
-                turn=self.turn,
-                tool_use_id=call.id,
-                name=call.name,
-                index=call.index,
-                input_preview=input_preview(call.input),
-            )
+        ready_event = ToolReadyEvent(
+            run_id=self.run_id,
+            turn=self.turn,
+            tool_use_id=call.id,
+            name=call.name,
+            index=call.index,
+            input_preview=input_preview(call.input),
         )
         planned = plan_call(call, self.registry, self.workspace)
+        record = self.record(event.index, BlockStatus.READY)
+        if (
+            isinstance(planned, Planned)
+            and planned.policy != "after_message"
+            and planned.concurrency_key is None
+            and record is not None
+        ):
+            # The common case, in one call: the block kept, tool_ready, the turn marked dispatched,
+            # the input stored, the job enqueued with tool_enqueued.
+            ready = (event.index, record, ready_event)
+            if await dispatch(self.svc, self.run_id, self.turn, planned, ready_at=ready_at, ready=ready) == (
+                "superseded"
+            ):
+                raise self.superseded()
+            self.dispatched = True
+            return
+        await self.keep(event.index, BlockStatus.READY)
+        await self.log(ready_event)
         if isinstance(planned, ToolResult):
             await finish_result(self.svc, self.run_id, self.turn, planned, key=None)
             return
