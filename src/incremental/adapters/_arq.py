@@ -140,7 +140,7 @@ def run_of_job(job_id: str) -> tuple[str, int | None] | None:
 class ToolJob:
     """Everything a worker needs to run one tool call, by reference. JSON-ready.
 
-    The call's input is not in the job: it is stored once, with the run (``TurnStore.put_input``),
+    The call's input is not in the job: it is stored once, with the run (``TurnStore.enqueue_tool_logged``),
     and the worker reads it there, so neither arq's job nor its result (which keeps a job's
     arguments) holds a copy of a large input. ``args``: an input carried inline instead (a job
     enqueued by an earlier version); None for a reference."""

@@ -79,7 +79,8 @@ end
 )
 
 # One entry of several in one call: ARGV from ``i`` holds what ``entry_args`` gives (the append's six
-# arguments, the number of metric operations, the operations). Returns its id and where the next starts.
+# arguments, the number of metric operations, the operations). Returns its id and where the next starts
+# (``entry_end``: where the next starts, for an entry not appended).
 LOG_ENTRY_LUA = (
     LOG_APPEND_LUA
     + """
@@ -89,6 +90,9 @@ local function log_entry_at(events, milestones, run, i)
   local last = i + 6 + 4 * tonumber(ARGV[i + 6])
   apply_ops(i + 7, last)
   return id, last + 1
+end
+local function entry_end(i)
+  return i + 7 + 4 * tonumber(ARGV[i + 6])
 end
 """
 )

@@ -103,6 +103,17 @@ return 'ok'
 # in the log; the call's stored input goes with it (no job needs it once the result is in).
 # A second write of the very same result (a command retried after its reply was lost) is 'mine', or
 # 'continue' again if it was the one that completed the turn.
+# A job queued behind the earlier ones with its concurrency key (once): its place in the line, from 1.
+CHAIN_ADD_LUA = """
+local function chain_add(chain, job)
+  local at = redis.call('LPOS', chain, job)
+  if at then return at + 1 end
+  redis.call('RPUSH', chain, job)
+  redis.call('EXPIRE', chain, 86400)
+  return redis.call('LLEN', chain)
+end
+"""
+
 # A content block kept as it stopped, unless the stream's end was recorded (or taken over): 0 then.
 KEEP_BLOCK_LUA = """
 local function keep_block(turn, blocks, index, record, ttl)
@@ -115,17 +126,20 @@ end
 
 # A tool job enqueued, unless its run is paused, with its tool_enqueued event, in one call; before it,
 # when given, the call's block kept and its tool_ready event (the stream's step at ToolReady: the turn
-# is marked dispatched in the same step), and its input stored. KEYS: the run's record, arq's four
-# (``arq_enqueue``), the log's events and milestones, the turn, its blocks, the run's inputs; ARGV:
-# arq's five, the TTL, the call's id, its input JSON ('' for none), the block's index ('' for no ready
-# step) and record, then the log's entries (``log_entry_at``): tool_ready (with the ready step), then
-# tool_enqueued. 'superseded' when the stream was taken over: nothing was written.
+# is marked dispatched in the same step), its input stored, and its place taken behind the earlier
+# calls with its concurrency key (if there are any, it waits: tool_waiting, and no enqueue).
+# KEYS: the run's record, arq's four (``arq_enqueue``), the log's events and milestones, the turn, its
+# blocks, the run's inputs, the key's chain; ARGV: arq's five, the TTL, the call's id, its input JSON
+# ('' for none), the block's index ('' for no ready step) and record, the job for the chain ('' for
+# none), then the log's entries (``log_entry_at``): tool_ready (with the ready step), tool_waiting
+# (with a chain), tool_enqueued. 'superseded' when the stream was taken over: nothing was written.
 _ENQUEUE_TOOL = (
     ENQUEUE_LUA
     + LOG_ENTRY_LUA
     + KEEP_BLOCK_LUA
+    + CHAIN_ADD_LUA
     + """
-local i = 11
+local i = 12
 if ARGV[9] ~= '' then
   if keep_block(KEYS[8], KEYS[9], ARGV[9], ARGV[10], ARGV[6]) == 0 then return {'superseded', ''} end
   local _
@@ -135,6 +149,13 @@ end
 if ARGV[8] ~= '' then
   redis.call('HSET', KEYS[10], ARGV[7], ARGV[8])
   redis.call('EXPIRE', KEYS[10], ARGV[6])
+end
+if ARGV[11] ~= '' then
+  if chain_add(KEYS[11], ARGV[11]) > 1 then
+    local id = log_entry_at(KEYS[6], KEYS[7], KEYS[1], i)
+    return {'waiting', id}
+  end
+  i = entry_end(i)
 end
 if redis.call('HGET', KEYS[1], 'paused') == '1' then
   return {'paused', ''}
@@ -279,13 +300,7 @@ redis.call('EXPIRE', KEYS[1], seconds)
 return tostring(seconds)
 """
 
-_CHAIN_ADD = """
-local at = redis.call('LPOS', KEYS[1], ARGV[1])
-if at then return at + 1 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], 86400)
-return redis.call('LLEN', KEYS[1])
-"""
+_CHAIN_ADD = CHAIN_ADD_LUA + "return chain_add(KEYS[1], ARGV[1])\n"
 
 _CHAIN_NEXT = """
 local head = redis.call('LINDEX', KEYS[1], 0)
@@ -612,14 +627,6 @@ class TurnStore:
 
     # ------------------------------------------------------------ tool inputs
 
-    async def put_input(self, run_id: str, tool_use_id: str, args: dict[str, Any]) -> None:
-        """Keep a dispatched call's input until its result is recorded (its job carries a reference)."""
-        key = self._run_part(run_id, "inputs")
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, tool_use_id, json.dumps(args, separators=(",", ":")))
-            pipe.expire(key, self.TTL_S)
-            await pipe.execute()
-
     async def tool_input(self, run_id: str, tool_use_id: str) -> dict[str, Any] | None:
         """A dispatched call's input; None once its result is recorded (or the run was trimmed)."""
         raw = await _a(self.redis.hget(self._run_part(run_id, "inputs"), tool_use_id))
@@ -709,22 +716,29 @@ class TurnStore:
         *,
         args: dict[str, Any] | None = None,
         ready: tuple[int, dict[str, Any], RunEventModel] | None = None,
+        waiting: RunEventModel | None = None,
     ) -> str:
         """Enqueue a tool job with its ``tool_enqueued`` event, in one step, unless the run is paused:
         ``"enqueued"``, ``"exists"`` (a job with its id exists: nothing was written) or ``"paused"``
         (nothing was written: the caller holds the job).
 
-        ``args``: the call's input, stored first (``put_input``). ``ready``: (block index, block record,
-        its ``tool_ready`` event): the stream's own step when the call became ready, written first
-        (``keep_block``, the event, the turn marked dispatched); ``"superseded"`` (nothing written)
-        when the stream was taken over."""
+        In the same step, first: ``ready`` (block index, block record, its ``tool_ready`` event): the
+        stream's own step when the call became ready (``keep_block``, the event, the turn marked
+        dispatched), ``"superseded"`` (nothing written) when the stream was taken over; ``args``: the
+        call's input, stored (until its result is recorded); ``waiting`` (its ``tool_waiting`` event): the job takes
+        its place behind the earlier calls with its concurrency key (``chain_add``), and when there
+        are any, ``"waiting"``: the event is written, the job is not enqueued."""
         arq_keys, arq_args = tool_enqueue_args(self.redis, job)  # type: ignore[arg-type]
         events, milestones, _run = log.keys(job.run_id)
         entries: list[str | int] = []
-        index, record = "", ""
+        index, record, chained = "", "", ""
         if ready is not None:
             index, record = str(ready[0]), json.dumps(ready[1])
             entries += log.entry_args(ready[2])
+        if waiting is not None:
+            assert job.concurrency_key is not None, "only a call with a concurrency key waits"
+            chained = json.dumps(job.to_dict())
+            entries += log.entry_args(waiting)
         entries += log.entry_args(event)
         raw = await self._enqueue_tool(
             keys=[
@@ -735,6 +749,7 @@ class TurnStore:
                 self.turn_key(job.run_id, job.turn),
                 self.blocks_key(job.run_id, job.turn),
                 self._run_part(job.run_id, "inputs"),
+                self.chain_key(job.run_id, job.concurrency_key or ""),
             ],
             args=[
                 *arq_args,
@@ -743,6 +758,7 @@ class TurnStore:
                 "" if args is None else json.dumps(args, separators=(",", ":")),
                 index,
                 record,
+                chained,
                 *entries,
             ],
         )
@@ -885,14 +901,18 @@ class TurnStore:
 
     # ------------------------------------------------------------ concurrency keys
 
+    @staticmethod
+    def chain_key(run_id: str, key: str) -> str:
+        return f"inc:chain:{run_id}:{key}"
+
     async def chain_add(self, run_id: str, key: str, job: dict[str, Any]) -> bool:
         """Queue a job behind earlier ones with the same key. True if it may run now (it is the head)."""
-        length = await self._chain_add(keys=[f"inc:chain:{run_id}:{key}"], args=[json.dumps(job)])
+        length = await self._chain_add(keys=[self.chain_key(run_id, key)], args=[json.dumps(job)])
         return int(length) == 1
 
     async def chain_next(self, run_id: str, key: str, tool_use_id: str) -> dict[str, Any] | None:
         """The head finished: drop it and return the next job with this key, if any."""
-        raw = await self._chain_next(keys=[f"inc:chain:{run_id}:{key}"], args=[tool_use_id])
+        raw = await self._chain_next(keys=[self.chain_key(run_id, key)], args=[tool_use_id])
         if not raw:
             return None
         value: dict[str, Any] = json.loads(raw)

@@ -56,9 +56,9 @@ async def dispatch(
 ) -> str:
     """Enqueue a validated call; behind earlier calls with the same concurrency key, if any. Its
     input is stored with the run first: the job only names the call. ``ready``: the stream's step at
-    this call's ToolReady, written in the same call as the enqueue (``TurnStore.enqueue_tool_logged``;
-    not for a call with a concurrency key). Returns ``"superseded"`` when that step found the stream
-    taken over (nothing was written), else what became of the job."""
+    this call's ToolReady, written in the same call (``TurnStore.enqueue_tool_logged``). Returns
+    ``"superseded"`` when that step found the stream taken over (nothing was written), else what
+    became of the job (``"waiting"``: behind an earlier call with its key)."""
     job = ToolJob(
         run_id=run_id,
         turn=turn,
@@ -70,23 +70,16 @@ async def dispatch(
         idempotent=planned.spec.idempotent,
         ready_at=time.time() if ready_at is None else ready_at,
     )
-    if planned.concurrency_key is None:
-        return await enqueue_tool_job(svc, job, args=planned.args, ready=ready)
-    assert ready is None, "a call with a concurrency key is kept and logged before it is dispatched"
-    await svc.store.put_input(run_id, planned.call.id, planned.args)
-    may_run = await svc.store.chain_add(run_id, planned.concurrency_key, job.to_dict())
-    if not may_run:
-        await svc.events.append(
-            ToolWaitingEvent(
-                run_id=run_id,
-                turn=turn,
-                tool_use_id=job.tool_use_id,
-                name=job.name,
-                concurrency_key=planned.concurrency_key,
-            )
+    waiting = None
+    if planned.concurrency_key is not None:
+        waiting = ToolWaitingEvent(
+            run_id=run_id,
+            turn=turn,
+            tool_use_id=job.tool_use_id,
+            name=job.name,
+            concurrency_key=planned.concurrency_key,
         )
-        return "waiting"
-    return await enqueue_tool_job(svc, job)
+    return await enqueue_tool_job(svc, job, args=planned.args, ready=ready, waiting=waiting)
 
 
 async def enqueue_tool_job(
@@ -95,10 +88,11 @@ async def enqueue_tool_job(
     *,
     args: dict[str, Any] | None = None,
     ready: tuple[int, dict[str, Any], RunEventModel] | None = None,
+    waiting: RunEventModel | None = None,
 ) -> str:
     """Hand a job to the queue (with its event, in one call), unless the run is paused: then it is held
     until ``resume_run``. A pause that lands after that look is caught by ``run_tool``, which re-checks
-    at start. ``args`` and ``ready`` go into the same call (``dispatch``)."""
+    at start. ``args``, ``ready`` and ``waiting`` go into the same call (``dispatch``)."""
 
     ids: dict[str, Any] = {
         "run_id": job.run_id,
@@ -107,7 +101,7 @@ async def enqueue_tool_job(
         "name": job.name,
     }
     outcome = await svc.store.enqueue_tool_logged(
-        job, svc.events, ToolEnqueuedEvent(**ids, duplicate=False), args=args, ready=ready
+        job, svc.events, ToolEnqueuedEvent(**ids, duplicate=False), args=args, ready=ready, waiting=waiting
     )
     if outcome == "paused":
         if await svc.store.hold_if_paused(job.run_id, job.to_dict()):

@@ -597,14 +597,9 @@ class _TurnState:
         )
         planned = plan_call(call, self.registry, self.workspace)
         record = self.record(event.index, BlockStatus.READY)
-        if (
-            isinstance(planned, Planned)
-            and planned.policy != "after_message"
-            and planned.concurrency_key is None
-            and record is not None
-        ):
+        if isinstance(planned, Planned) and planned.policy != "after_message" and record is not None:
             # The common case, in one call: the block kept, tool_ready, the turn marked dispatched,
-            # the input stored, the job enqueued with tool_enqueued.
+            # the input stored, the job enqueued with tool_enqueued (or waiting behind its key).
             ready = (event.index, record, ready_event)
             if await dispatch(self.svc, self.run_id, self.turn, planned, ready_at=ready_at, ready=ready) == (
                 "superseded"
