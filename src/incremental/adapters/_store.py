@@ -725,9 +725,9 @@ class TurnStore:
         In the same step, first: ``ready`` (block index, block record, its ``tool_ready`` event): the
         stream's own step when the call became ready (``keep_block``, the event, the turn marked
         dispatched), ``"superseded"`` (nothing written) when the stream was taken over; ``args``: the
-        call's input, stored (until its result is recorded); ``waiting`` (its ``tool_waiting`` event): the job takes
-        its place behind the earlier calls with its concurrency key (``chain_add``), and when there
-        are any, ``"waiting"``: the event is written, the job is not enqueued."""
+        call's input, stored until its result is recorded; ``waiting`` (its ``tool_waiting`` event):
+        the job takes its place behind the earlier calls with its concurrency key (``chain_add``),
+        and when there are any, ``"waiting"``: the event is written, the job is not enqueued."""
         arq_keys, arq_args = tool_enqueue_args(self.redis, job)  # type: ignore[arg-type]
         events, milestones, _run = log.keys(job.run_id)
         entries: list[str | int] = []
