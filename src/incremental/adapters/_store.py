@@ -69,6 +69,7 @@ import inspect
 import json
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.asyncio import Redis
@@ -83,7 +84,7 @@ if TYPE_CHECKING:
     from ..events import RunEventModel
     from ._eventlog import EventLog
 
-__all__ = ["RunRecord", "TurnStore"]
+__all__ = ["RunRecord", "ToolStart", "TurnStore"]
 
 _ADD_RESULT = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 'dup' end
@@ -332,11 +333,14 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'ended' end
 if redis.call('HGET', KEYS[2], 'continued') == 'blocked' then return 'ended' end
 if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return 'cancelled' end
 if redis.call('HGET', KEYS[1], 'paused') == '1' then return 'paused' end
+local function starting(attempt)
+  return {attempt, redis.call('HGETALL', KEYS[1]), redis.call('HGET', KEYS[8], ARGV[1]) or false}
+end
 if ARGV[4] ~= '' then
   local last = redis.call('HGET', KEYS[7], ARGV[1])
   if last then
     local sep = string.find(last, '|', 1, true)
-    if string.sub(last, 1, sep - 1) == ARGV[4] then return string.sub(last, sep + 1) end
+    if string.sub(last, 1, sep - 1) == ARGV[4] then return starting(string.sub(last, sep + 1)) end
   end
 end
 local n = redis.call('INCR', KEYS[4])
@@ -345,8 +349,20 @@ if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[7], ARGV[1], ARGV[4] .. '|' .. n)
   redis.call('EXPIRE', KEYS[7], ARGV[3])
 end
-return tostring(n)
+return starting(tostring(n))
 """
+
+# KEYS the run's tools, then (with an event) the log's three; ARGV id, {turn, name}, TTL, then the
+# event's entry (``log_entry_at``), if any.
+_NOTE_TOOL = (
+    LOG_ENTRY_LUA
+    + """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if #ARGV > 3 then log_entry_at(KEYS[2], KEYS[3], KEYS[4], 4) end
+return 1
+"""
+)
 
 # KEYS: any; each expires ARGV[1] seconds from now (one call for a run's many keys)
 _EXPIRE_ALL = """
@@ -475,6 +491,24 @@ class RunRecord(dict[str, Any]):
         return int(self.get("turn") or 0)
 
 
+def _run_record(raw: dict[Any, Any]) -> RunRecord | None:
+    if not raw:
+        return None
+    record = RunRecord({str(_s(k)): _s(v) for k, v in raw.items()})
+    record["config"] = json.loads(record.get("config") or "{}")
+    return record
+
+
+@dataclass(frozen=True)
+class ToolStart:
+    """What ``TurnStore.begin_tool`` decided (``verdict``, as ``start_tool`` says it), and, when the tool
+    is to run, the run's record and the call's stored input, read in the same step."""
+
+    verdict: str
+    run: RunRecord | None = None
+    args: dict[str, Any] | None = None
+
+
 class TurnStore:
     """Typed access to the keys above. One instance per Redis connection.
 
@@ -494,6 +528,7 @@ class TurnStore:
         self._seal = redis.register_script(_SEAL)
         self._expire = redis.register_script(_EXPIRE)
         self._expire_all = redis.register_script(_EXPIRE_ALL)
+        self._note_tool = redis.register_script(_NOTE_TOOL)
         self._block = redis.register_script(_BLOCK)
         self._end_run = redis.register_script(_END_RUN)
         self._chain_add = redis.register_script(_CHAIN_ADD)
@@ -556,12 +591,7 @@ class TurnStore:
             await pipe.execute()
 
     async def run(self, run_id: str) -> RunRecord | None:
-        raw = await _a(self.redis.hgetall(self.run_key(run_id)))
-        if not raw:
-            return None
-        record = RunRecord({str(_s(k)): _s(v) for k, v in raw.items()})
-        record["config"] = json.loads(record.get("config") or "{}")
-        return record
+        return _run_record(await _a(self.redis.hgetall(self.run_key(run_id))))
 
     async def end_run(self, run_id: str, state: str, reason: str) -> bool:
         """Move a running run to its final state (and its keys under its retention: ``retain``). False
@@ -626,14 +656,6 @@ class TurnStore:
         return ttl
 
     # ------------------------------------------------------------ tool inputs
-
-    async def tool_input(self, run_id: str, tool_use_id: str) -> dict[str, Any] | None:
-        """A dispatched call's input; None once its result is recorded (or the run was trimmed)."""
-        raw = await _a(self.redis.hget(self._run_part(run_id, "inputs"), tool_use_id))
-        if raw is None:
-            return None
-        value: dict[str, Any] = json.loads(raw)
-        return value
 
     async def messages(self, run_id: str) -> list[dict[str, Any]]:
         raw = await self.redis.get(f"{self.run_key(run_id)}:messages")
@@ -923,13 +945,23 @@ class TurnStore:
     def _run_part(self, run_id: str, part: str) -> str:
         return f"{self.run_key(run_id)}:{part}"
 
-    async def note_tool(self, run_id: str, turn: int, tool_use_id: str, name: str) -> None:
-        """Remember that a client tool_use block of this turn exists (what ``cancel_tool`` looks up)."""
-        key = self._run_part(run_id, "tools")
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, tool_use_id, json.dumps({"turn": turn, "name": name}))
-            pipe.expire(key, self.TTL_S)
-            await pipe.execute()
+    async def note_tool(
+        self,
+        run_id: str,
+        turn: int,
+        tool_use_id: str,
+        name: str,
+        log: EventLog | None = None,
+        event: RunEventModel | None = None,
+    ) -> None:
+        """Remember that a client tool_use block of this turn exists (what ``cancel_tool`` looks up);
+        with ``log`` and ``event`` (its ``tool_input_started``), the event is appended in the same step,
+        so whoever learns the id from the log finds the block here."""
+        entries = log.entry_args(event) if log is not None and event is not None else []
+        await self._note_tool(
+            keys=[self._run_part(run_id, "tools"), *(log.keys(run_id) if log is not None else [])],
+            args=[tool_use_id, json.dumps({"turn": turn, "name": name}), str(self.TTL_S), *entries],
+        )
 
     async def tool_info(self, run_id: str, tool_use_id: str) -> dict[str, Any] | None:
         """``{"turn", "name"}`` of a tool_use block of the run, or None if the run has none with this id."""
@@ -968,7 +1000,14 @@ class TurnStore:
         (the run ended or the turn was blocked), ``"cancelled"`` (a cancel was asked before it started),
         ``"paused"`` (hold the job: ``hold_if_paused``), or the attempt number.
         """
-        outcome = await self._start_tool(
+        return (await self.begin_tool(run_id, turn, tool_use_id, generation, token)).verdict
+
+    async def begin_tool(
+        self, run_id: str, turn: int, tool_use_id: str, generation: int, token: str = ""
+    ) -> ToolStart:
+        """``start_tool``, and, when it says run, what the job needs read in the same step: the run's
+        record and the call's stored input (None once its result is recorded)."""
+        raw = await self._start_tool(
             keys=[
                 self.run_key(run_id),
                 self.turn_key(run_id, turn),
@@ -977,10 +1016,15 @@ class TurnStore:
                 self._run_part(run_id, "cancels"),
                 self._run_part(run_id, "generations"),
                 self._run_part(run_id, "starts"),
+                self._run_part(run_id, "inputs"),
             ],
             args=[tool_use_id, str(generation), str(self.TTL_S), token],
         )
-        return str(_s(outcome))
+        if not isinstance(raw, list):
+            return ToolStart(str(_s(raw)))
+        attempt, flat, stored = raw
+        record = _run_record(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return ToolStart(str(_s(attempt)), record, json.loads(stored) if stored else None)
 
     async def cancel_tool(self, run_id: str, turn: int, tool_use_id: str, reason: str) -> str:
         """Ask a tool to stop: ``"finished"`` (it has a result), ``"signalled"`` (it has started: tell it),

@@ -512,20 +512,20 @@ class _TurnState:
         if isinstance(event, BlockStarted):
             if event.tool_id is not None:
                 self.names[event.tool_id] = event.tool_name or ""
+                started = ToolInputStartedEvent(
+                    run_id=run_id,
+                    turn=turn,
+                    index=event.index,
+                    tool_use_id=event.tool_id,
+                    name=event.tool_name,
+                    server_side=event.block_type != "tool_use",
+                )
                 if event.block_type == "tool_use":  # a client call: cancel_tool can find it from now on
                     await self.svc.store.note_tool(
-                        self.run_id, self.turn, event.tool_id, event.tool_name or ""
+                        run_id, turn, event.tool_id, event.tool_name or "", self.svc.events, started
                     )
-                await self.log(
-                    ToolInputStartedEvent(
-                        run_id=run_id,
-                        turn=turn,
-                        index=event.index,
-                        tool_use_id=event.tool_id,
-                        name=event.tool_name,
-                        server_side=event.block_type != "tool_use",
-                    )
-                )
+                else:
+                    await self.log(started)
         elif isinstance(event, ToolFieldCompleted):
             await self.log(
                 ToolFieldCompletedEvent(
@@ -761,7 +761,8 @@ async def give_up_tool(svc: Services, job_data: dict[str, Any], tries: int) -> s
 
 async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
     run_id, turn = job.run_id, job.turn
-    verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation, token)
+    start = await svc.store.begin_tool(run_id, turn, job.tool_use_id, job.generation, token)
+    verdict = start.verdict
     while verdict == "paused":
         # Queued before the pause: hold this job (as its next generation: arq refuses a job id it has
         # seen, and this one must never run later); if a resume came in between, ask again.
@@ -771,7 +772,8 @@ async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
                 ToolPausedEvent(run_id=run_id, turn=turn, tool_use_id=job.tool_use_id, name=job.name)
             )
             return "paused"
-        verdict = await svc.store.start_tool(run_id, turn, job.tool_use_id, job.generation, token)
+        start = await svc.store.begin_tool(run_id, turn, job.tool_use_id, job.generation, token)
+        verdict = start.verdict
     if verdict == "done":
         # A redelivered job, or a call cancelled before it started: the result is recorded. If it waited
         # behind others with its concurrency key, the chain reached it only now: move the chain on.
@@ -780,7 +782,7 @@ async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
         return "already finished"
     if verdict == "stale":
         return "superseded"  # a pause held this job and released a later generation of it
-    run = await svc.store.run(run_id)
+    run = start.run
     if verdict in ("ended", "cancelled") or run is None:
         return await _not_started(svc, job, verdict)
     attempt = int(verdict)
@@ -802,8 +804,8 @@ async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
         )
         await finish_result(svc, run_id, turn, result, key=job.concurrency_key)
         return "refused"
-    if job.args is None:  # the job names the call; its input is stored with the run
-        args = await svc.store.tool_input(run_id, job.tool_use_id)
+    if job.args is None:  # the job names the call; its input is stored with the run (read at start)
+        args = start.args
         if args is None:  # its result was recorded meanwhile (a cancel), or the run is gone
             result = ToolResult.failure(
                 job.tool_use_id, job.name, "error", "not run: the call's input is no longer stored"
