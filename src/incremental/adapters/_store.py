@@ -77,7 +77,7 @@ from redis.asyncio import Redis
 from ..tools._results import ToolResult
 from ._arq import ENQUEUE_LUA, ToolJob, tool_enqueue_args
 from ._control import control_key
-from ._eventlog import LOG_APPEND_LUA, LOG_ENTRY_LUA
+from ._eventlog import LOG_ENTRY_LUA
 from ._retention import RUN_TTL_LUA, Retention, run_key
 
 if TYPE_CHECKING:
@@ -98,12 +98,6 @@ end
 return 'ok'
 """
 
-# KEYS turn, results, events, milestones, run, inputs  ARGV id, result JSON, now, ledger ttl, then the
-# event log's append arguments: maxlen, entry JSON, ttl, milestone ('1'), exact trim ('1'), milestones
-# maxlen. The result and its event are written together: a result in the ledger always has its event
-# in the log; the call's stored input goes with it (no job needs it once the result is in).
-# A second write of the very same result (a command retried after its reply was lost) is 'mine', or
-# 'continue' again if it was the one that completed the turn.
 # A job queued behind the earlier ones with its concurrency key (once): its place in the line, from 1.
 CHAIN_ADD_LUA = """
 local function chain_add(chain, job)
@@ -169,9 +163,20 @@ return {'enqueued', id}
 """
 )
 
+# KEYS turn, results, events, milestones, run, inputs  ARGV id, result JSON, now, ledger ttl, how many
+# events come before the result's, then the log's entries (``log_entry_at``): those, then the result's
+# event. The result and its event are written together: a result in the ledger always has its event
+# in the log; the call's stored input goes with it (no job needs it once the result is in).
+# A second write of the very same result (a command retried after its reply was lost) is 'mine', or
+# 'continue' again if it was the one that completed the turn; the events before it are written anyway.
 _ADD_RESULT_LOGGED = (
-    LOG_APPEND_LUA
+    LOG_ENTRY_LUA
     + """
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local _
+  _, i = log_entry_at(KEYS[3], KEYS[4], KEYS[5], i)
+end
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then
   if existing ~= ARGV[2] then return {'dup', ''} end
@@ -181,8 +186,7 @@ end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], run_ttl(KEYS[5], ARGV[4]))
 redis.call('HDEL', KEYS[6], ARGV[1])
-local id = log_append(KEYS[3], KEYS[4], KEYS[5], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
-apply_metrics(11)
+local id = log_entry_at(KEYS[3], KEYS[4], KEYS[5], i)
 if redis.call('HGET', KEYS[1], 'sealed') == '1' and not redis.call('HGET', KEYS[1], 'continued') then
   local n = tonumber(redis.call('HGET', KEYS[1], 'n_expected') or '0')
   if redis.call('HLEN', KEYS[2]) >= n then
@@ -711,21 +715,38 @@ class TurnStore:
         return str(_s(outcome))
 
     async def add_result_logged(
-        self, run_id: str, turn: int, result: ToolResult, log: EventLog, event: RunEventModel
+        self,
+        run_id: str,
+        turn: int,
+        result: ToolResult,
+        log: EventLog,
+        event: RunEventModel,
+        before: list[RunEventModel] | tuple[()] = (),
     ) -> tuple[str, str | None]:
         """Record a result and append its event in one step: ``("continue" | "ok", entry id)``, or
         ``("dup", None)`` (another result was first: nothing is appended), or ``("mine", None)`` (this
         very result was recorded before: a retried write), or ``("continue", None)`` likewise, when it
-        was the result that completed the turn."""
-        _entry, log_keys, log_args = log.append_args(event)
+        was the result that completed the turn. ``before``: events appended first, whatever the
+        outcome (the tool's progress, still pending)."""
+        leading: list[str | int] = []
+        for earlier in before:
+            leading += log.entry_args(earlier)
         raw = await self._add_result_logged(
             keys=[
                 self.turn_key(run_id, turn),
                 self.results_key(run_id, turn),
-                *log_keys,
+                *log.keys(run_id),
                 self._run_part(run_id, "inputs"),
             ],
-            args=[result.tool_use_id, result.to_json(), repr(time.time()), str(self.TTL_S), *log_args],
+            args=[
+                result.tool_use_id,
+                result.to_json(),
+                repr(time.time()),
+                str(self.TTL_S),
+                len(before),
+                *leading,
+                *log.entry_args(event),
+            ],
         )
         outcome, entry_id = (str(_s(item)) for item in raw)
         return outcome, entry_id or None

@@ -1,11 +1,14 @@
-"""Text deltas, gathered into fewer log entries: a stream sends a delta every few milliseconds, and each
-entry is a Redis call and an SSE event for every watcher.
+"""Events that can wait a few milliseconds, gathered into fewer Redis calls: a stream sends a text delta
+every few milliseconds, a tool reports progress, and each entry written alone is a round trip.
 
-``TextBuffer`` joins the deltas of one content block that arrive within ``window_s`` of the first of
-them (25 ms by default: below what a reader sees) into one ``text_delta`` entry. What is gathered is
-written when the window closes, or before the stream's next event of any other kind (so the log keeps
-the stream's order: a block's text comes before its ``content_block_stop``, a tool's input after the
-text before it), or when the stream ends. The joined texts equal the deltas' texts, in order.
+``LogBuffer`` holds what it is given for at most ``window_s`` after the first of it (25 ms by default:
+below what a reader sees), then writes it all in one call (``EventLog.append_many``). Text deltas of
+one content block that follow each other are joined into one ``text_delta`` entry (the joined texts
+equal the deltas' texts, in order); other events are kept as they are.
+
+Order is kept: whoever writes an event that does not wait first writes what is pending (``flush``),
+or hands it to its own call (``take``: a tool's result is written with the progress before it). What
+is pending when the stream or the tool ends is written then (``close``).
 """
 
 from __future__ import annotations
@@ -14,60 +17,89 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..events import TextDeltaEvent
+from ..events import RunEventModel, TextDeltaEvent
 
-__all__ = ["TextBuffer"]
+__all__ = ["LogBuffer"]
 
 
-class TextBuffer:
-    """One stream's pending text. The stream's handling of each chunk holds ``lock``; the window's timer
-    takes it too, so a timed write never lands in the middle of another event's writes."""
+class LogBuffer:
+    """One job's pending events. The job's own writes hold ``lock`` (a stream's handling of each chunk);
+    the window's timer takes it too, so a timed write never lands in the middle of another's."""
 
     def __init__(
-        self, append: Callable[[Any], Awaitable[Any]], run_id: str, turn: int, window_s: float = 0.025
+        self,
+        append_many: Callable[[list[RunEventModel]], Awaitable[Any]],
+        run_id: str,
+        turn: int,
+        window_s: float = 0.025,
     ) -> None:
-        self.append, self.run_id, self.turn, self.window_s = append, run_id, turn, window_s
+        self.append_many, self.run_id, self.turn, self.window_s = append_many, run_id, turn, window_s
         self.lock = asyncio.Lock()
-        self._pending: list[tuple[int, list[str]]] = []  # (block index, texts), in arrival order
+        # In arrival order: (block index, texts) for text, (None, event) for anything else.
+        self._pending: list[tuple[int | None, Any]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._closed = False
 
-    def add(self, index: int, text: str) -> None:
-        if self._pending and self._pending[-1][0] == index:
-            self._pending[-1][1].append(text)
+    def add_text(self, index: int, text: str) -> None:
+        last = self._pending[-1] if self._pending else None
+        if last is not None and last[0] == index:
+            last[1].append(text)
         else:
             self._pending.append((index, [text]))
-        if self._timer is None and not self._closed:
-            self._timer = asyncio.get_running_loop().call_later(self.window_s, self._on_timer)
+        self._arm()
 
-    async def flush(self) -> None:
-        """Write what is pending (the caller holds ``lock``, or is the only writer)."""
+    def add(self, event: RunEventModel) -> None:
+        self._pending.append((None, event))
+        self._arm()
+
+    def take(self) -> list[RunEventModel]:
+        """What is pending, as events, for the caller to write in its own call before its own event (the
+        caller holds ``lock``, or is the only writer, and has awaited ``settle``)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, []
-        for index, texts in pending:
-            event = TextDeltaEvent(run_id=self.run_id, turn=self.turn, index=index, text="".join(texts))
-            await self.append(event)
+        return [
+            TextDeltaEvent(run_id=self.run_id, turn=self.turn, index=index, text="".join(item))
+            if index is not None
+            else item
+            for index, item in pending
+        ]
+
+    async def settle(self) -> None:
+        """Until a timed write under way has landed (what it wrote comes before what the caller writes)."""
+        if self._flushing is not None and not self._flushing.done():
+            await asyncio.wait([self._flushing])
+
+    async def flush(self) -> None:
+        """Write what is pending, in one call (the caller holds ``lock``, or is the only writer)."""
+        events = self.take()
+        if events:
+            await self.append_many(events)
+
+    def _arm(self) -> None:
+        if self._timer is None and not self._closed:
+            self._timer = asyncio.get_running_loop().call_later(self.window_s, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         if self._pending and (self._flushing is None or self._flushing.done()):
-            self._flushing = asyncio.create_task(self._flush_locked(), name=f"text:{self.run_id}")
+            self._flushing = asyncio.create_task(self._flush_locked(), name=f"log:{self.run_id}")
 
     async def _flush_locked(self) -> None:
         async with self.lock:
             await self.flush()
+        if self._pending:  # added while that write was under way
+            self._arm()
 
     async def close(self) -> None:
-        """The stream is over (or was cut): no more timers; what is pending is written now."""
+        """The job is over (or was cut): no more timers; what is pending is written now."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._flushing is not None and not self._flushing.done():
-            await asyncio.wait([self._flushing])
+        await self.settle()
         if self._pending:
             async with self.lock:
                 await self.flush()

@@ -124,6 +124,7 @@ async def finish_result(
     *,
     key: str | None,
     after_cancel: bool = False,
+    before: list[RunEventModel] | None = None,
 ) -> None:
     """Record a result exactly once (with its event); start the next call with the same key; continue if
     it was the last.
@@ -148,7 +149,7 @@ async def finish_result(
     # The result and its event are written in one step: no result is ever in the ledger without its
     # event in the log, whoever dies when.
     outcome, _ = await svc.store.add_result_logged(
-        run_id, turn, result, svc.events, model.model_validate(fields)
+        run_id, turn, result, svc.events, model.model_validate(fields), before=before or []
     )
     if outcome == "dup":
         await svc.events.append(

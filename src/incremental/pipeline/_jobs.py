@@ -101,7 +101,7 @@ from ..tools import (
     plan_call,
     refuse_rejected,
 )
-from ._coalesce import TextBuffer
+from ._coalesce import LogBuffer
 from ._control import Interrupt, Interrupted, listening, run_cancel, tool_cancel
 from ._deadlines import GuardedClient, HandedOver
 from ._flow import advance_chain, continue_run, dispatch, end_run, finish_result, input_preview
@@ -465,7 +465,7 @@ class _TurnState:
         self.outcome = "streaming"
         self.workspace: Path | None = None  # the run's: concurrency keys may name real files in it
         self.queue: str | None = None  # the run's: where its monitor jobs go
-        self.text = TextBuffer(svc.events.append, run_id, turn)
+        self.text = LogBuffer(svc.events.append_many, run_id, turn)
 
     async def log(self, event: RunEventModel) -> None:
         await self.svc.events.append(event)
@@ -502,11 +502,11 @@ class _TurnState:
             await self.text.flush()
 
     async def handle(self, event: Event) -> None:
-        """Log (and act on) one event of the stream. Text is gathered (``TextBuffer``) and written before
+        """Log (and act on) one event of the stream. Text is gathered (``LogBuffer``) and written before
         the next event of any other kind, so the log keeps the stream's order."""
         run_id, turn = self.run_id, self.turn
         if isinstance(event, TextDelta):
-            self.text.add(event.index, event.text)
+            self.text.add_text(event.index, event.text)
             return
         await self.text.flush()
         if isinstance(event, BlockStarted):
@@ -813,7 +813,10 @@ async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
             await finish_result(svc, run_id, turn, result, key=job.concurrency_key)
             return "no input"
         job = dataclasses.replace(job, args=args)
-    await svc.events.append(
+    # tool_started and the progress after it wait up to the buffer's window, to be written together
+    # (the start itself was counted by begin_tool); what is pending at the result goes in its call.
+    log = LogBuffer(svc.events.append_many, run_id, turn)
+    log.add(
         ToolStartedEvent(
             run_id=run_id,
             turn=turn,
@@ -826,9 +829,7 @@ async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
     )
 
     async def progress(update: dict[str, Any]) -> None:
-        await svc.events.append(
-            ToolProgressEvent(run_id=run_id, turn=turn, tool_use_id=job.tool_use_id, **update)
-        )
+        log.add(ToolProgressEvent(run_id=run_id, turn=turn, tool_use_id=job.tool_use_id, **update))
 
     ctx = ToolContext(
         tool_use_id=job.tool_use_id,
@@ -839,10 +840,20 @@ async def _run_tool(svc: Services, job: ToolJob, token: str = "") -> str:
         state=svc.state,
         progress_sink=progress,
     )
-    result, told = await _execute_listening(svc, job, spec, ctx)
-    await finish_result(
-        svc, run_id, turn, result.with_(attempts=attempt), key=job.concurrency_key, after_cancel=told
-    )
+    try:
+        result, told = await _execute_listening(svc, job, spec, ctx)
+        await log.settle()
+        await finish_result(
+            svc,
+            run_id,
+            turn,
+            result.with_(attempts=attempt),
+            key=job.concurrency_key,
+            after_cancel=told,
+            before=log.take(),
+        )
+    finally:
+        await asyncio.shield(log.close())  # a job cut short still logs its start and progress
     return result.status
 
 
