@@ -126,18 +126,24 @@ end
 # KEYS: the run's record, arq's four (``arq_enqueue``), the log's events and milestones, the turn, its
 # blocks, the run's inputs, the key's chain; ARGV: arq's five, the TTL, the call's id, its input JSON
 # ('' for none), the block's index ('' for no ready step) and record, the job for the chain ('' for
-# none), then the log's entries (``log_entry_at``): tool_ready (with the ready step), tool_waiting
-# (with a chain), tool_enqueued. 'superseded' when the stream was taken over: nothing was written.
+# none), how many events come first, then the log's entries (``log_entry_at``): those (the stream's
+# pending ones), tool_ready (with the ready step), tool_waiting (with a chain), tool_enqueued.
+# 'superseded' when the stream was taken over: nothing was written.
 _ENQUEUE_TOOL = (
     ENQUEUE_LUA
     + LOG_ENTRY_LUA
     + KEEP_BLOCK_LUA
     + CHAIN_ADD_LUA
     + """
-local i = 12
+if ARGV[9] ~= '' and keep_block(KEYS[8], KEYS[9], ARGV[9], ARGV[10], ARGV[6]) == 0 then
+  return {'superseded', ''}
+end
+local i = 13
+local _
+for _ = 1, tonumber(ARGV[12]) do
+  _, i = log_entry_at(KEYS[6], KEYS[7], KEYS[1], i)
+end
 if ARGV[9] ~= '' then
-  if keep_block(KEYS[8], KEYS[9], ARGV[9], ARGV[10], ARGV[6]) == 0 then return {'superseded', ''} end
-  local _
   _, i = log_entry_at(KEYS[6], KEYS[7], KEYS[1], i)
   redis.call('HSET', KEYS[8], 'dispatched', '1')
 end
@@ -760,6 +766,7 @@ class TurnStore:
         args: dict[str, Any] | None = None,
         ready: tuple[int, dict[str, Any], RunEventModel] | None = None,
         waiting: RunEventModel | None = None,
+        before: list[RunEventModel] | tuple[()] = (),
     ) -> str:
         """Enqueue a tool job with its ``tool_enqueued`` event, in one step, unless the run is paused:
         ``"enqueued"``, ``"exists"`` (a job with its id exists: nothing was written) or ``"paused"``
@@ -770,10 +777,13 @@ class TurnStore:
         dispatched), ``"superseded"`` (nothing written) when the stream was taken over; ``args``: the
         call's input, stored until its result is recorded; ``waiting`` (its ``tool_waiting`` event):
         the job takes its place behind the earlier calls with its concurrency key (``chain_add``),
-        and when there are any, ``"waiting"``: the event is written, the job is not enqueued."""
+        and when there are any, ``"waiting"``: the event is written, the job is not enqueued.
+        ``before``: events written first (the stream's pending ones), unless it was superseded."""
         arq_keys, arq_args = tool_enqueue_args(self.redis, job)  # type: ignore[arg-type]
         events, milestones, _run = log.keys(job.run_id)
         entries: list[str | int] = []
+        for earlier in before:
+            entries += log.entry_args(earlier)
         index, record, chained = "", "", ""
         if ready is not None:
             index, record = str(ready[0]), json.dumps(ready[1])
@@ -802,6 +812,7 @@ class TurnStore:
                 index,
                 record,
                 chained,
+                len(before),
                 *entries,
             ],
         )

@@ -53,10 +53,12 @@ async def dispatch(
     *,
     ready_at: float | None = None,
     ready: tuple[int, dict[str, Any], RunEventModel] | None = None,
+    before: list[RunEventModel] | tuple[()] = (),
 ) -> str:
     """Enqueue a validated call; behind earlier calls with the same concurrency key, if any. Its
     input is stored with the run first: the job only names the call. ``ready``: the stream's step at
-    this call's ToolReady, written in the same call (``TurnStore.enqueue_tool_logged``). Returns
+    this call's ToolReady, written in the same call (``TurnStore.enqueue_tool_logged``), after
+    ``before`` (the stream's pending events). Returns
     ``"superseded"`` when that step found the stream taken over (nothing was written), else what
     became of the job (``"waiting"``: behind an earlier call with its key)."""
     job = ToolJob(
@@ -79,7 +81,7 @@ async def dispatch(
             name=job.name,
             concurrency_key=planned.concurrency_key,
         )
-    return await enqueue_tool_job(svc, job, args=planned.args, ready=ready, waiting=waiting)
+    return await enqueue_tool_job(svc, job, args=planned.args, ready=ready, waiting=waiting, before=before)
 
 
 async def enqueue_tool_job(
@@ -89,10 +91,11 @@ async def enqueue_tool_job(
     args: dict[str, Any] | None = None,
     ready: tuple[int, dict[str, Any], RunEventModel] | None = None,
     waiting: RunEventModel | None = None,
+    before: list[RunEventModel] | tuple[()] = (),
 ) -> str:
     """Hand a job to the queue (with its event, in one call), unless the run is paused: then it is held
     until ``resume_run``. A pause that lands after that look is caught by ``run_tool``, which re-checks
-    at start. ``args``, ``ready`` and ``waiting`` go into the same call (``dispatch``)."""
+    at start. ``args``, ``ready``, ``waiting`` and ``before`` go into the same call (``dispatch``)."""
 
     ids: dict[str, Any] = {
         "run_id": job.run_id,
@@ -101,7 +104,13 @@ async def enqueue_tool_job(
         "name": job.name,
     }
     outcome = await svc.store.enqueue_tool_logged(
-        job, svc.events, ToolEnqueuedEvent(**ids, duplicate=False), args=args, ready=ready, waiting=waiting
+        job,
+        svc.events,
+        ToolEnqueuedEvent(**ids, duplicate=False),
+        args=args,
+        ready=ready,
+        waiting=waiting,
+        before=before,
     )
     if outcome == "paused":
         if await svc.store.hold_if_paused(job.run_id, job.to_dict()):

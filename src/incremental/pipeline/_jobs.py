@@ -465,7 +465,7 @@ class _TurnState:
         self.outcome = "streaming"
         self.workspace: Path | None = None  # the run's: concurrency keys may name real files in it
         self.queue: str | None = None  # the run's: where its monitor jobs go
-        self.text = LogBuffer(svc.events.append_many, run_id, turn)
+        self.pending = LogBuffer(svc.events.append_many, run_id, turn)
 
     async def log(self, event: RunEventModel) -> None:
         await self.svc.events.append(event)
@@ -489,26 +489,42 @@ class _TurnState:
                     if obj is None:
                         break
                     chunk = self.parser.feed(obj) if isinstance(obj, bytes) else self.parser.feed_event(obj)
-                    async with self.text.lock:
+                    async with self.pending.lock:
                         for event in chunk:
                             await self.handle(event)
                     if self.parser.error is not None:
                         break
             finally:
-                await self.text.close()
+                await self.pending.close()
         if self.parser.error is None:
             for event in self.parser.end():
                 await self.handle(event)
-            await self.text.flush()
+            await self.pending.flush()
 
     async def handle(self, event: Event) -> None:
-        """Log (and act on) one event of the stream. Text is gathered (``LogBuffer``) and written before
-        the next event of any other kind, so the log keeps the stream's order."""
+        """Log (and act on) one event of the stream. Text and field completions wait in ``pending``
+        (``LogBuffer``), written before the next event of any other kind (or in its call), so the log
+        keeps the stream's order."""
         run_id, turn = self.run_id, self.turn
         if isinstance(event, TextDelta):
-            self.text.add_text(event.index, event.text)
+            self.pending.add_text(event.index, event.text)
             return
-        await self.text.flush()
+        if isinstance(event, ToolFieldCompleted):
+            self.pending.add(
+                ToolFieldCompletedEvent(
+                    run_id=run_id,
+                    turn=turn,
+                    tool_use_id=event.tool_id,
+                    name=event.tool_name,
+                    field=event.field,
+                    value=describe(event.value),
+                )
+            )
+            return
+        if isinstance(event, ToolReady):
+            await self.on_ready(event)  # what is pending goes in its call, or is written first
+            return
+        await self.pending.flush()
         if isinstance(event, BlockStarted):
             if event.tool_id is not None:
                 self.names[event.tool_id] = event.tool_name or ""
@@ -526,19 +542,6 @@ class _TurnState:
                     )
                 else:
                     await self.log(started)
-        elif isinstance(event, ToolFieldCompleted):
-            await self.log(
-                ToolFieldCompletedEvent(
-                    run_id=run_id,
-                    turn=turn,
-                    tool_use_id=event.tool_id,
-                    name=event.tool_name,
-                    field=event.field,
-                    value=describe(event.value),
-                )
-            )
-        elif isinstance(event, ToolReady):
-            await self.on_ready(event)
         elif isinstance(event, BlockStopped):
             if event.status != BlockStatus.TRUNCATED:  # a block cut off is not kept: it is partial
                 await self.keep(event.index, event.status)
@@ -601,12 +604,21 @@ class _TurnState:
             # The common case, in one call: the block kept, tool_ready, the turn marked dispatched,
             # the input stored, the job enqueued with tool_enqueued (or waiting behind its key).
             ready = (event.index, record, ready_event)
-            if await dispatch(self.svc, self.run_id, self.turn, planned, ready_at=ready_at, ready=ready) == (
-                "superseded"
-            ):
+            # The caller holds the buffer's lock: no timed write is under way.
+            outcome = await dispatch(
+                self.svc,
+                self.run_id,
+                self.turn,
+                planned,
+                ready_at=ready_at,
+                ready=ready,
+                before=self.pending.take(),
+            )
+            if outcome == "superseded":
                 raise self.superseded()
             self.dispatched = True
             return
+        await self.pending.flush()
         await self.keep(event.index, BlockStatus.READY)
         await self.log(ready_event)
         if isinstance(planned, ToolResult):
