@@ -112,6 +112,22 @@ async def test_two_turn_app_builder_conversation_through_real_workers(redis_url:
     assert [e["kind"] for e in events].count("continued") == 1
 
 
+async def test_a_tools_start_progress_and_result_are_logged_whole_and_in_order(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A tool's start and progress wait a few milliseconds to be written together, and the progress
+    still pending at its result goes in the result's own call: every entry is there, in order."""
+    summary, events = await play(redis_url, list(APP_BUILDER), toolset="app", simulate_s=0.05)
+    assert summary["state"] == "completed", summary
+    for tool in summary["tools"]:
+        kinds = kinds_for(events, tool["id"])
+        ran = kinds[kinds.index("tool_started") :]
+        assert ran == ["tool_started", *["tool_progress"] * 5, "tool_completed"], kinds
+        assert kinds.index("tool_ready") < kinds.index("tool_enqueued") < kinds.index("tool_started")
+        fractions = [e["fraction"] for e in events if e.get("tool_use_id") == tool["id"] and "fraction" in e]
+        assert fractions == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
 async def test_tools_start_before_message_stop(redis_url: str, tmp_path: Path) -> None:
     # Recorded at realistic pace; speed 10 keeps the test short. Order of events, not timing, is asserted.
     files = list(APP_BUILDER)

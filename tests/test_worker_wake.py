@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from arq import func
+from arq import Retry, func
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
@@ -217,3 +217,159 @@ async def test_a_job_goes_on_when_the_control_subscription_cannot_be_made(
     finally:
         await control.aclose()
         await redis.aclose()
+
+
+# ---------------------------------------------------------------- the job protocol: start in the claim,
+# end in one call, with arq's meaning
+
+
+async def retry_once(ctx: dict[str, Any], key: str) -> int:
+    """Asks to be run again 0.3 s later on its first try; returns its try the second time."""
+    await ctx["redis"].rpush(key, ctx["job_try"])
+    if ctx["job_try"] == 1:
+        raise Retry(defer=0.3)
+    return int(ctx["job_try"])
+
+
+async def always_fails(ctx: dict[str, Any], key: str) -> int:
+    raise RuntimeError(f"{key} failed on purpose")
+
+
+async def waits_forever(ctx: dict[str, Any], key: str) -> int:
+    await ctx["redis"].rpush(key, ctx["job_try"])
+    await asyncio.Event().wait()
+    return 0
+
+
+def protocol_worker(redis_url: str, queue: str, **options: Any) -> Worker:
+    functions = [
+        func(count_run, name="count_run"),
+        func(retry_once, name="retry_once"),
+        func(always_fails, name="always_fails"),
+        func(waits_forever, name="waits_forever", max_tries=3),
+    ]
+    return Worker(
+        functions=functions,
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        queue_name=queue,
+        handle_signals=False,
+        job_serializer=json_serializer,
+        job_deserializer=json_deserializer,
+        **options,
+    )
+
+
+async def _job_keys(pool: Any, job_id: str) -> list[int]:
+    return [
+        int(await pool.exists(f"{prefix}{job_id}"))
+        for prefix in ("arq:job:", "arq:retry:", "arq:in-progress:")
+    ]
+
+
+async def test_a_job_ends_as_arq_ends_it_its_result_kept_and_its_keys_gone(redis_url: str) -> None:
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    worker = protocol_worker(redis_url, queue, sweep_s=3600)
+    task = asyncio.create_task(worker.main())
+    try:
+        ok, bad = unique("ok"), unique("bad")
+        assert await _enqueue(pool, "count_run", ok, _job_id=ok)
+        assert await _enqueue(pool, "always_fails", bad, _job_id=bad)
+        assert await asyncio.wait_for(_result(pool, ok), TIMEOUT_S) == 1
+        try:
+            await asyncio.wait_for(_result(pool, bad), TIMEOUT_S)
+        except RuntimeError as exc:  # arq's Job.result raises what the job raised
+            assert "failed on purpose" in str(exc)
+        else:
+            raise AssertionError("a failed job's result must say it failed")
+        for job_id in (ok, bad):
+            assert await _job_keys(pool, job_id) == [0, 0, 0]
+            assert await pool.zscore(queue, job_id) is None
+            assert 0 < await pool.pttl(f"arq:result:{job_id}") <= worker.keep_result_s * 1000
+        assert (worker.jobs_complete, worker.jobs_failed) == (1, 1)
+    finally:
+        await worker.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.aclose()
+
+
+async def test_a_deferred_retry_is_announced_and_runs_again_without_the_sweep(redis_url: str) -> None:
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    worker = protocol_worker(redis_url, queue, sweep_s=3600)
+    task = asyncio.create_task(worker.main())
+    try:
+        job_id, tries = unique("retry"), unique("tries")
+        assert await _enqueue(pool, "retry_once", tries, _job_id=job_id)
+        assert await asyncio.wait_for(_result(pool, job_id), TIMEOUT_S) == 2
+        assert [int(t) for t in await pool.lrange(tries, 0, -1)] == [1, 2]
+        assert worker.jobs_retried == 1 and worker.jobs_complete == 1
+    finally:
+        await worker.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.aclose()
+
+
+async def test_a_job_its_closing_worker_cancelled_is_announced_and_another_worker_runs_it(
+    redis_url: str,
+) -> None:
+    """Stopped by its worker's close, the job goes back to the queue (arq's meaning) and is pushed again:
+    a second worker that only listens for pushes starts it at once, as its second try."""
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    first = protocol_worker(redis_url, queue, sweep_s=3600)
+    second = protocol_worker(redis_url, queue, sweep_s=3600)
+    first_task = asyncio.create_task(first.main())
+    second_task: asyncio.Task[None] | None = None
+    try:
+        job_id, tries = unique("forever"), unique("tries")
+        assert await _enqueue(pool, "waits_forever", tries, _job_id=job_id)
+        assert await asyncio.wait_for(pool.blpop([tries], timeout=TIMEOUT_S), TIMEOUT_S) is not None
+        await first.close()
+        first_task.cancel()
+        await asyncio.gather(first_task, return_exceptions=True)
+        assert await _job_keys(pool, job_id) == [1, 1, 0]  # queued again, its try counted, not claimed
+        second_task = asyncio.create_task(second.main())
+        popped = await asyncio.wait_for(pool.blpop([tries], timeout=TIMEOUT_S), TIMEOUT_S)
+        assert popped is not None and int(popped[1]) == 2
+    finally:
+        await second.close()
+        if second_task is not None:
+            second_task.cancel()
+            await asyncio.gather(second_task, return_exceptions=True)
+        await pool.aclose()
+
+
+async def test_a_job_past_its_tries_ends_failed_without_running(redis_url: str) -> None:
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    worker = protocol_worker(redis_url, queue, sweep_s=3600)
+    task = asyncio.create_task(worker.main())
+    try:
+        job_id, tries = unique("spent"), unique("tries")
+        await pool.set(f"arq:retry:{job_id}", 3)  # three tries were made (and cut short) before
+        assert await _enqueue(pool, "waits_forever", tries, _job_id=job_id)
+        try:
+            await asyncio.wait_for(_result(pool, job_id), TIMEOUT_S)
+        except Exception as exc:
+            assert "max 3 retries exceeded" in str(exc)
+        else:
+            raise AssertionError("a job past its tries must end failed")
+        assert await pool.llen(tries) == 0  # it never ran
+        assert await _job_keys(pool, job_id) == [0, 0, 0]
+    finally:
+        await worker.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.aclose()
+
+
+def test_arqs_abort_is_refused_with_what_to_use_instead(redis_url: str) -> None:
+    try:
+        protocol_worker(redis_url, unique("q"), allow_abort_jobs=True)
+    except ValueError as exc:
+        assert "Run.cancel" in str(exc)
+    else:
+        raise AssertionError("allow_abort_jobs must be refused")
