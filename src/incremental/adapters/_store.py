@@ -48,6 +48,12 @@ The turn's continuation is decided inside Lua scripts, so exactly one caller eve
 the one whose result completes a sealed turn, or the seal itself when every result was already in,
 or the monitor at the deadline. Whoever sees it enqueues the next turn (with a deterministic job id).
 
+A call that becomes ready costs its stream one script (``_ENQUEUE_TOOL``): the stream's pending log
+entries, the call's block kept, its ``tool_ready`` entry, the turn marked dispatched, its input stored,
+its place behind the earlier calls with its concurrency key, and the job enqueued with its
+``tool_enqueued`` entry. A tool job's start (``_START_TOOL``) reads the run's record and the input in
+the same call, and its result (``_ADD_RESULT_LOGGED``) carries the progress still waiting to be logged.
+
 Pause and cancel are scripts too. A job is held (``_HOLD``) only if the run is still paused, and a
 tool starts (``_START_TOOL``) in one step that also reads the paused flag, the run's state, a cancel
 asked for it and its result; ``_RELEASE`` clears the flag and takes the held jobs and the pending
