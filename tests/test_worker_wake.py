@@ -373,3 +373,39 @@ def test_arqs_abort_is_refused_with_what_to_use_instead(redis_url: str) -> None:
         assert "Run.cancel" in str(exc)
     else:
         raise AssertionError("allow_abort_jobs must be refused")
+
+
+async def _blpops(pool: Any) -> int:
+    stats = await pool.info("commandstats")
+    return int(stats.get("cmdstat_blpop", {}).get("calls", 0))
+
+
+async def test_a_worker_with_its_turn_slots_full_waits_for_tools_only(redis_url: str) -> None:
+    """Turn jobs announced while every turn slot is taken stay announced for a worker with room; this
+    one keeps taking tools, and does not pop (and give back) the turn jobs it cannot run."""
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    worker = protocol_worker(redis_url, queue, sweep_s=3600, turn_slots=1, max_jobs=2)
+    task = asyncio.create_task(worker.main())
+    try:
+        held = unique("held")
+        assert await _enqueue(pool, "waits_forever", held, _job_id=f"inc:stream:{held}")
+        assert await asyncio.wait_for(pool.blpop([held], timeout=TIMEOUT_S), TIMEOUT_S) is not None
+        waiting = [f"inc:stream:{unique('later')}" for _ in range(2)]
+        for job_id in waiting:
+            assert await _enqueue(pool, "count_run", unique("n"), _job_id=job_id)
+        first = unique("tool")
+        assert await _enqueue(pool, "count_run", first, _job_id=first)
+        assert await asyncio.wait_for(_result(pool, first), TIMEOUT_S) == 1
+        before = await _blpops(pool)
+        second = unique("tool")
+        assert await _enqueue(pool, "count_run", second, _job_id=second)
+        assert await asyncio.wait_for(_result(pool, second), TIMEOUT_S) == 1
+        assert await _blpops(pool) - before <= 4  # a pop or two per tool, not a loop over the turn jobs
+        assert await pool.lrange(f"inc:wake:{queue}:turns", 0, -1) == [j.encode() for j in waiting]
+        assert all(await pool.exists(f"arq:job:{j}") for j in waiting)  # still queued, not run
+    finally:
+        await worker.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.aclose()

@@ -266,7 +266,7 @@ def enqueue_args(
     now_ms = int(time.time() * 1000)
     defer_ms = round(defer_s * 1000)
     payload = serialize_job(function, args, {}, None, now_ms, serializer=json_serializer)
-    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue, wake_key(queue)]
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue, wake_key(queue, job_id)]
     due_now = "0" if defer_ms > 0 else "1"
     return keys, [payload, now_ms + defer_ms, defer_ms + pool.expires_extra_ms, due_now, job_id]
 

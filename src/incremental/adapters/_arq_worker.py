@@ -7,9 +7,12 @@ model streams alike, so tools queue behind streams that only wait on the network
 
 This worker runs the same jobs, from the same queue, with three changes:
 
-- **Push.** Whoever enqueues a job also pushes its id onto ``inc:wake:{queue}`` (``adapters._arq``);
-  an idle worker waits on that list with a blocking pop, so a job starts within a round trip of its
-  enqueue. A deferred job (the safety net's checks) is announced as ``~id``: the worker reads when the
+- **Push.** Whoever enqueues a job also pushes its id onto a wake list (``adapters._arq``):
+  ``inc:wake:{queue}`` for tools, ``inc:wake:{queue}:turns`` for the jobs that drive turns. A worker
+  waits with a blocking pop on the lists of the kinds it has a free slot for, so a job starts within
+  a round trip of its enqueue, and a worker whose stream slots are full still takes every tool. The
+  rest of a burst (as many announced ids as there are free slots) is popped and claimed in the same
+  call as the first. A deferred job (the safety net's checks) is announced as ``~id``: the worker reads when the
   queue's next job is due, which bounds its waits from then on. A full read of the queue every
   ``sweep_s`` finds what no push announced (a job whose worker was killed comes back when its lease
   runs out; a job enqueued by plain arq).
@@ -17,7 +20,7 @@ This worker runs the same jobs, from the same queue, with three changes:
   monitor) get ``turn_slots`` more of their own: a model stream costs a task and a socket, not a slot
   a tool could use.
 - **One claim per batch, one call to finish.** The ids a wake-up brings are claimed in one Lua call
-  that also starts them: a job that is due and not in progress elsewhere is marked in progress, its
+  (with the pops, above) that also starts them: a job that is due and not in progress elsewhere is marked in progress, its
   try counted, and its payload read (arq: a watched transaction to claim, then a transaction to
   start). A job ends in one more call that stores its result and clears its keys, or, for a job to be
   run again, clears its claim and announces it, so another worker takes it at once (after moving its
@@ -61,27 +64,60 @@ _DUE_MARGIN_MS = 50  # a wake list nobody pops (every worker busy) is trimmed to
 
 _RETRY_TTL_S = 88_400  # how long a job's try count is kept (arq's figure)
 
-# Claim and start each id that is due and not in progress: mark it in progress, count its try, read
-# its payload. 0 for an id not claimed, else {score, payload or false (expired), try}.
-# KEYS: the queue; ARGV: now (ms), the claim (ms), then the ids.
-_CLAIM = f"""
-local out = {{}}
-local now = tonumber(ARGV[1])
-for i = 3, #ARGV do
-  local id = ARGV[i]
+# Claim and start an id that is due and not in progress: mark it in progress, count its try, read its
+# payload. 0 when it is not claimed, else {score, payload or false (expired), try}.
+CLAIM_LUA = f"""
+local function claim(queue, id, now, claim_ms)
   local key = '{in_progress_key_prefix}' .. id
-  local score = redis.call('ZSCORE', KEYS[1], id)
+  local score = redis.call('ZSCORE', queue, id)
   if score and tonumber(score) <= now and redis.call('EXISTS', key) == 0 then
-    redis.call('PSETEX', key, ARGV[2], '1')
+    redis.call('PSETEX', key, claim_ms, '1')
     local tries = redis.call('INCR', '{retry_key_prefix}' .. id)
     redis.call('EXPIRE', '{retry_key_prefix}' .. id, {_RETRY_TTL_S})
-    out[#out + 1] = {{score, redis.call('GET', '{job_key_prefix}' .. id), tries}}
-  else
-    out[#out + 1] = 0
+    return {{score, redis.call('GET', '{job_key_prefix}' .. id), tries}}
   end
+  return 0
 end
+"""
+
+# KEYS: the queue; ARGV: now (ms), the claim (ms), then the ids. ``claim``'s answer for each.
+_CLAIM = (
+    CLAIM_LUA
+    + """
+local out = {}
+local now = tonumber(ARGV[1])
+for i = 3, #ARGV do out[#out + 1] = claim(KEYS[1], ARGV[i], now, ARGV[2]) end
 return out
 """
+)
+
+# The ids a push brought, and as many more as there is room for, taken from the wake lists and claimed
+# in one call. KEYS: the queue, the tool list, the turn list; ARGV: now (ms), the claim (ms), the id
+# popped ('' for none), how many more to take from the tool list, from the turn list. Returns {the ids
+# claimed with ``claim``'s answers, flattened in pairs; the deferred ids announced (``~id``)}.
+_TAKE = (
+    CLAIM_LUA
+    + """
+local now = tonumber(ARGV[1])
+local ids, deferred, out = {}, {}, {}
+local function note(id)
+  if string.sub(id, 1, 1) == '~' then deferred[#deferred + 1] = string.sub(id, 2) else ids[#ids + 1] = id end
+end
+if ARGV[3] ~= '' then note(ARGV[3]) end
+for list = 2, 3 do
+  for _ = 1, tonumber(ARGV[list + 2]) do
+    local id = redis.call('LPOP', KEYS[list])
+    if not id then break end
+    note(id)
+  end
+end
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = claim(KEYS[1], id, now, ARGV[2])
+end
+return {out, deferred}
+"""
+)
 
 # End a job. ARGV: the id, then 'done' (its result, if any, is kept: its keys go) or 'again' (it runs
 # again: its claim goes, and it is announced at once, or after a defer that moves its due time), the
@@ -118,7 +154,7 @@ return 1
 _NO_RESULT = object()
 
 # The whole queue's due jobs not in progress (up to ARGV[2] of them), and the score of the next job due
-# after now; the wake list is trimmed to its last ARGV[3] ids. KEYS: the queue, its wake list.
+# after now; the wake lists are trimmed to their last ARGV[3] ids. KEYS: the queue, its two wake lists.
 _SWEEP = f"""
 local now = ARGV[1]
 local out = {{}}
@@ -126,6 +162,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
   if redis.call('EXISTS', '{in_progress_key_prefix}' .. id) == 0 then out[#out + 1] = id end
 end
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 return {{out, nxt[2] or false}}
 """
@@ -138,8 +175,10 @@ return {ids, nxt[2] or false}
 """
 
 
-def wake_key(queue_name: str) -> str:
-    return f"inc:wake:{queue_name}"
+def wake_key(queue_name: str, job_id: str = "") -> str:
+    """The list that announces a job: tool jobs (and any other) on one, the jobs that drive turns on
+    another, so a worker whose turn slots are full waits only for tools, and the other way round."""
+    return f"inc:wake:{queue_name}:turns" if is_turn_job(job_id) else f"inc:wake:{queue_name}"
 
 
 def is_turn_job(job_id: str) -> bool:
@@ -179,13 +218,14 @@ class Worker(ArqWorker):
         super().__init__(*args, **kwargs)
         self.tool_slots, self.turn_slots = tool_slots, max(turn_slots, 0)
         self.wake, self.sweep_s, self.idle_s = wake, sweep_s, idle_s
-        self.wake_key = wake_key(self.queue_name)
+        self.wake_keys = (wake_key(self.queue_name), wake_key(self.queue_name, TURN_JOB_PREFIXES[0]))
         self._freed = asyncio.Event()
         self._next_sweep = 0.0
         self._seen_ms = 0  # due times up to here have been read
         self._next_due_ms: int | None = None
         self._recent: set[str] = set()  # the ids the last due read brought
         self._claim: Any = None
+        self._take: Any = None
         self._sweep: Any = None
         self._finish: Any = None
         self._due: Any = None
@@ -207,11 +247,16 @@ class Worker(ArqWorker):
                     tools += 1
         return tools, turns
 
-    def _has_room(self) -> bool:
+    def _room(self) -> tuple[int, int]:
+        """Free (tool slots, turn slots); with no turn slots of its own, a turn job takes a tool slot."""
         tools, turns = self._running()
         if self.turn_slots == 0:
-            return tools + turns < self.tool_slots
-        return tools < self.tool_slots or turns < self.turn_slots
+            free = max(self.tool_slots - tools - turns, 0)
+            return free, free
+        return max(self.tool_slots - tools, 0), max(self.turn_slots - turns, 0)
+
+    def _has_room(self) -> bool:
+        return any(self._room())
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -246,15 +291,46 @@ class Worker(ArqWorker):
             self._claim = self.pool.register_script(_CLAIM)
         claims = await self._claim(keys=[self.queue_name], args=[timestamp_ms(), self.claim_ms, *chosen])
         for job_id, claim in zip(chosen, claims, strict=True):
-            if not claim:
-                continue  # started elsewhere, finished, or deferred again meanwhile
-            score, payload, job_try = claim
-            await self.sem.acquire()
-            self.job_counter += 1
-            task = self.loop.create_task(self._run(job_id, int(float(score)), payload or None, int(job_try)))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+            await self._spawn(job_id, claim)
         return left
+
+    async def _spawn(self, job_id: str, claim: Any) -> None:
+        """Run a job the claim script answered for (0: not claimed, it started elsewhere, finished, or
+        was deferred again meanwhile)."""
+        if not claim:
+            return
+        score, payload, job_try = claim
+        await self.sem.acquire()
+        self.job_counter += 1
+        task = self.loop.create_task(self._run(job_id, int(float(score)), payload or None, int(job_try)))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
+
+    async def _take_pushed(self, first: str | None) -> list[str]:
+        """Claim and start the id popped and as many more announced ids as there is room for, in one
+        call; returns the deferred ids that were announced."""
+        if self._take is None:
+            self._take = self.pool.register_script(_TAKE)
+        tools, turns = self._room()
+        if first and not first.startswith("~"):
+            if is_turn_job(first) and self.turn_slots > 0:
+                turns -= 1
+            else:
+                tools -= 1
+                if self.turn_slots == 0:
+                    turns -= 1
+        if self.turn_slots == 0:  # one pool: the room is shared, taken from the tool list first
+            turns = 0
+        claimed, deferred = await self._take(
+            keys=[self.queue_name, *self.wake_keys],
+            args=[timestamp_ms(), self.claim_ms, first or "", max(tools, 0), max(turns, 0)],
+        )
+        for i in range(0, len(claimed), 2):
+            job_id = claimed[i].decode() if isinstance(claimed[i], bytes) else str(claimed[i])
+            if job_id in self.tasks:
+                continue  # already running here (a second announcement of it)
+            await self._spawn(job_id, claimed[i + 1])
+        return [d.decode() if isinstance(d, bytes) else str(d) for d in deferred]
 
     # ------------------------------------------------------------------ one job
 
@@ -409,7 +485,7 @@ class Worker(ArqWorker):
         if self._finish is None:
             self._finish = self.pool.register_script(_FINISH)
         await self._finish(
-            keys=[self.queue_name, self.wake_key],
+            keys=[self.queue_name, wake_key(self.queue_name, job_id)],
             args=[
                 job_id,
                 "done" if done else "again",
@@ -439,18 +515,15 @@ class Worker(ArqWorker):
             self._reap()
             await self.heart_beat()
             return
-        if self.allow_pick_jobs and self._has_room():
-            popped = await self._wait_for_push(loop)
-            pushed = [job_id for job_id in popped if not job_id.startswith("~")]
+        lists = self._lists_with_room()
+        if lists:
+            first = await self._wait_for_push(loop, lists)
+            # What the pop brought, and what else was announced that there is room for, in one call.
+            deferred = await self._take_pushed(first) if first is not None else []
             # The due times are read when a deferred job was announced ("~id") or the next known due
             # time has come; a wait that ran out reads nothing (the sweep reads the whole queue).
-            due = await self._read_due() if len(pushed) < len(popped) or self._due_now() else []
-            left = await self._start([*pushed, *due])
-            if left and pushed:
-                # No room for these here: give the announcements back for another worker.
-                back = [job_id for job_id in left if job_id in pushed]
-                if back:
-                    await self.pool.lpush(self.wake_key, *reversed(back))  # type: ignore[misc]
+            if deferred or self._due_now():
+                await self._start(await self._read_due())
         else:
             await self._wait_freed(self._wait_s(loop))
         self._reap()
@@ -474,26 +547,29 @@ class Worker(ArqWorker):
     def _due_now(self) -> bool:
         return self._next_due_ms is not None and self._next_due_ms <= timestamp_ms()
 
-    async def _wait_for_push(self, loop: asyncio.AbstractEventLoop) -> list[str]:
-        """The next id pushed: one blocking pop, for up to the next due time (a burst of pushes is one
-        pop each, and each pop starts its job at once)."""
+    def _lists_with_room(self) -> list[str]:
+        """The wake lists of the kinds of job this worker has a free slot for."""
+        tools, turns = self._room()
+        return [key for key, free in zip(self.wake_keys, (tools, turns), strict=True) if free > 0]
+
+    async def _wait_for_push(self, loop: asyncio.AbstractEventLoop, lists: list[str]) -> str | None:
+        """The next id pushed on one of ``lists``: one blocking pop, for up to the next due time (the
+        rest of a burst is taken with it, by ``_take_pushed``)."""
         wait = self._wait_s(loop)
         if wait <= 0.001:
-            first = await self.pool.lpop(self.wake_key)  # type: ignore[misc]
-        else:
-            timeout: Any = max(wait, 0.01)
-            popped = await self.pool.blpop([self.wake_key], timeout=timeout)  # type: ignore[misc]
-            first = popped[1] if popped else None
-        if first is None:
-            return []
-        return [first.decode() if isinstance(first, bytes) else str(first)]
+            return ""  # nothing to wait for: take what is announced, without a blocking pop
+        popped = await self.pool.blpop(lists, timeout=max(wait, 0.01))  # type: ignore[misc,arg-type]
+        if not popped:
+            return None
+        first = popped[1]
+        return first.decode() if isinstance(first, bytes) else str(first)
 
     async def _sweep_queue(self) -> None:
         if self._sweep is None:
             self._sweep = self.pool.register_script(_SWEEP)
         now = timestamp_ms()
         ids, nxt = await self._sweep(
-            keys=[self.queue_name, self.wake_key], args=[now, self.queue_read_limit, _WAKE_MAX]
+            keys=[self.queue_name, *self.wake_keys], args=[now, self.queue_read_limit, _WAKE_MAX]
         )
         self._seen_ms = now
         self._next_due_ms = int(float(nxt)) if nxt else None
