@@ -12,19 +12,19 @@ This worker runs the same jobs, from the same queue, with three changes:
   waits with a blocking pop on the lists of the kinds it has a free slot for, so a job starts within
   a round trip of its enqueue, and a worker whose stream slots are full still takes every tool. The
   rest of a burst (as many announced ids as there are free slots) is popped and claimed in the same
-  call as the first. A deferred job (the safety net's checks) is announced as ``~id``: the worker reads when the
-  queue's next job is due, which bounds its waits from then on. A full read of the queue every
+  call as the first. A deferred job (the safety net's checks) is announced as ``~id``: the worker
+  reads when the queue's next job is due, which bounds its waits from then on. A full read of the queue every
   ``sweep_s`` finds what no push announced (a job whose worker was killed comes back when its lease
   runs out; a job enqueued by plain arq).
 - **Slots by kind.** Tool jobs get ``max_jobs`` slots; the jobs that drive turns (``stream_turn``, the
   monitor) get ``turn_slots`` more of their own: a model stream costs a task and a socket, not a slot
   a tool could use.
 - **One claim per batch, one call to finish.** The ids a wake-up brings are claimed in one Lua call
-  (with the pops, above) that also starts them: a job that is due and not in progress elsewhere is marked in progress, its
-  try counted, and its payload read (arq: a watched transaction to claim, then a transaction to
-  start). A job ends in one more call that stores its result and clears its keys, or, for a job to be
-  run again, clears its claim and announces it, so another worker takes it at once (after moving its
-  due time, for ``Retry(defer=...)``).
+  (with the pops, above) that also starts them: a job that is due and not in progress elsewhere is
+  marked in progress, its try counted, and its payload read (arq: a watched transaction to claim,
+  then a transaction to start). A job ends in one more call that stores its result and clears its
+  keys, or, for a job to be run again, clears its claim and announces it, so another worker takes it
+  at once (after moving its due time, for ``Retry(defer=...)``).
 
 The rest is arq's format and meaning: the same keys and payloads, ``job_try`` and ``max_tries``,
 ``Retry``, a job cancelled by a closing worker runs again, results kept for ``keep_result_s``, the
@@ -332,6 +332,14 @@ class Worker(ArqWorker):
             await self._spawn(job_id, claimed[i + 1])
         return [d.decode() if isinstance(d, bytes) else str(d) for d in deferred]
 
+    def handle_sig(self, signum: Any) -> None:
+        self.allow_pick_jobs = False  # the jobs it cancels are announced again: they are not its own
+        super().handle_sig(signum)
+
+    async def close(self) -> None:
+        self.allow_pick_jobs = False
+        await super().close()
+
     # ------------------------------------------------------------------ one job
 
     async def _run(self, job_id: str, score: int, payload: bytes | None, job_try: int) -> None:
@@ -518,6 +526,10 @@ class Worker(ArqWorker):
         lists = self._lists_with_room()
         if lists:
             first = await self._wait_for_push(loop, lists)
+            if not self.allow_pick_jobs:  # told to stop during the wait: the id is another worker's
+                if first:
+                    await self.pool.lpush(wake_key(self.queue_name, first.lstrip("~")), first)
+                return
             # What the pop brought, and what else was announced that there is room for, in one call.
             deferred = await self._take_pushed(first) if first is not None else []
             # The due times are read when a deferred job was announced ("~id") or the next known due
