@@ -4,6 +4,7 @@ channel's one subscription per process, on a real Redis."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -187,6 +188,8 @@ def test_a_bad_slot_count_or_wake_flag_is_refused_naming_its_variable(monkeypatc
         ("INCREMENTAL_TURN_SLOTS", "lots"),
         ("INCREMENTAL_MAX_JOBS", "0"),
         ("INCREMENTAL_WAKE", "maybe"),
+        ("INCREMENTAL_ADMIT_LAG_MS", "-5"),
+        ("INCREMENTAL_ADMIT_LAG_MS", "soon"),
     ):
         with monkeypatch.context() as patch:
             patch.setenv(variable, value)
@@ -235,6 +238,18 @@ async def always_fails(ctx: dict[str, Any], key: str) -> int:
     raise RuntimeError(f"{key} failed on purpose")
 
 
+async def hogs_the_loop(ctx: dict[str, Any], key: str) -> int:
+    """Blocks its worker's event loop 60 ms at a time (as a process with too many streams would be)
+    until ``key:stop`` is set; says it is at it on ``key`` after two rounds."""
+    rounds = 0
+    while not await ctx["redis"].exists(f"{key}:stop"):
+        time.sleep(0.06)
+        rounds += 1
+        if rounds == 2:
+            await ctx["redis"].rpush(key, "hogging")
+    return rounds
+
+
 async def waits_forever(ctx: dict[str, Any], key: str) -> int:
     await ctx["redis"].rpush(key, ctx["job_try"])
     await asyncio.Event().wait()
@@ -247,6 +262,7 @@ def protocol_worker(redis_url: str, queue: str, **options: Any) -> Worker:
         func(retry_once, name="retry_once"),
         func(always_fails, name="always_fails"),
         func(waits_forever, name="waits_forever", max_tries=3),
+        func(hogs_the_loop, name="hogs_the_loop"),
     ]
     return Worker(
         functions=functions,
@@ -405,6 +421,31 @@ async def test_a_worker_with_its_turn_slots_full_waits_for_tools_only(redis_url:
         announced = await pool.lrange(f"inc:wake:{queue}:turns", 0, -1)
         assert {j.encode() for j in waiting} <= set(announced)  # still announced, for a worker with room
         assert [await pool.exists(f"arq:job:{j}") for j in waiting] == [1, 1]  # still queued, not run
+    finally:
+        await worker.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.aclose()
+
+
+async def test_a_worker_whose_loop_lags_takes_tools_but_no_new_stream_until_it_catches_up(
+    redis_url: str,
+) -> None:
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    worker = protocol_worker(redis_url, queue, sweep_s=3600, admit_lag_ms=20)
+    task = asyncio.create_task(worker.main())
+    try:
+        hog = unique("hog")
+        assert await _enqueue(pool, "hogs_the_loop", hog, _job_id=hog)
+        assert await asyncio.wait_for(pool.blpop([hog], timeout=TIMEOUT_S), TIMEOUT_S) is not None
+        stream, tool = f"inc:stream:{unique('s')}", unique("tool")
+        assert await _enqueue(pool, "count_run", unique("n"), _job_id=stream)
+        assert await _enqueue(pool, "count_run", tool, _job_id=tool)
+        assert await asyncio.wait_for(_result(pool, tool), TIMEOUT_S) == 1  # tools are still taken
+        assert await _job_keys(pool, stream) == [1, 0, 0]  # the stream was not: queued, never claimed
+        await pool.set(f"{hog}:stop", 1)
+        assert await asyncio.wait_for(_result(pool, stream), TIMEOUT_S) == 1  # caught up: it runs
     finally:
         await worker.close()
         task.cancel()

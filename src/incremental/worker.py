@@ -31,6 +31,10 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                                                 the tool slots, as in plain arq). A stream costs CPU for
                                                 every event it brings: past what a process can parse,
                                                 more streams at once only make each one slower
+    admit_lag_ms      INCREMENTAL_ADMIT_LAG_MS  a worker whose event loop lags more than this many ms
+                                                takes no new stream until it has caught up, and goes on
+                                                taking tools (default 20; 0: streams are taken while
+                                                there are turn slots, however slow the process is)
     wake              INCREMENTAL_WAKE          1 (default): workers wait for a push announcing each job
                                                 (``adapters._arq_worker``); 0: they poll every
                                                 ``poll_delay``, as plain arq does
@@ -224,6 +228,17 @@ def _seconds(given: float | None, variable: str, default: float) -> float:
     return value
 
 
+def _milliseconds(given: float | None, variable: str, default: float) -> float:
+    raw: object = given if given is not None else _env(variable, repr(default))
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise ValueError(f"{variable}: expected a number of milliseconds, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{variable}: expected a number of milliseconds, at least 0, got {raw!r}")
+    return value
+
+
 def _tool_job_timeout(registries: Mapping[str, ToolRegistry]) -> float:
     """Long enough for the longest tool: every attempt, the backoff between them, and a margin."""
     longest = 0.0
@@ -246,6 +261,7 @@ def worker_options(
     poll_delay: float | None = None,
     max_jobs: int | None = None,
     turn_slots: int | None = None,
+    admit_lag_ms: float | None = None,
     wake: bool | None = None,
     job_timeout: float | None = None,
     stream_timeout: float | None = None,
@@ -260,7 +276,8 @@ def worker_options(
     **arq_options: Any,
 ) -> dict[str, Any]:
     """Keyword arguments for incremental's ``Worker`` (``adapters._arq_worker``; ``settings`` and the
-    in-process workers share them). Plain arq's ``Worker`` ignores ``turn_slots`` and ``wake``."""
+    in-process workers share them). Plain arq's ``Worker`` ignores ``turn_slots``, ``admit_lag_ms`` and
+    ``wake``."""
     registries = _toolsets(tools)
     retention = Retention.configure(retention_s, trim_after_s)
     keep_result = _seconds(keep_result_s, "INCREMENTAL_KEEP_RESULT", 3600.0)
@@ -351,6 +368,7 @@ def worker_options(
         else float(_env("INCREMENTAL_POLL_DELAY", "0.005")),
         "max_jobs": _count(max_jobs, "INCREMENTAL_MAX_JOBS", 100, least=1),
         "turn_slots": _count(turn_slots, "INCREMENTAL_TURN_SLOTS", 100, least=0),
+        "admit_lag_ms": _milliseconds(admit_lag_ms, "INCREMENTAL_ADMIT_LAG_MS", 20.0),
         "wake": wake if wake is not None else _flag("INCREMENTAL_WAKE", True),
         "job_timeout": tool_timeout,
         "queue_name": queue or _env("INCREMENTAL_QUEUE", default_queue_name),

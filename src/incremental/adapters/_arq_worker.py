@@ -62,6 +62,9 @@ CLAIMS_LEASE = "incremental_claim_lease_s"  # in the worker's ctx: its claims ho
 _WAKE_MAX = 10_000
 _DUE_MARGIN_MS = 50  # a wake list nobody pops (every worker busy) is trimmed to this many ids
 
+_LAG_TICK_S = 0.01  # how often the event loop's lag is sampled
+_LAG_HOLD_S = 0.1  # after a sample over ``admit_lag_ms``, no new stream for this long
+
 _RETRY_TTL_S = 88_400  # how long a job's try count is kept (arq's figure)
 
 # Claim and start an id that is due and not in progress: mark it in progress, count its try, read its
@@ -185,6 +188,10 @@ def is_turn_job(job_id: str) -> bool:
     return job_id.startswith(TURN_JOB_PREFIXES)
 
 
+def is_stream_job(job_id: str) -> bool:
+    return job_id.startswith(TURN_JOB_PREFIXES[0])
+
+
 class Worker(ArqWorker):
     """arq's ``Worker`` with push wake-ups and slots by kind (see the module docstring).
 
@@ -193,7 +200,9 @@ class Worker(ArqWorker):
     keeps arq's polling (every ``poll_delay``). ``sweep_s``: how often the whole queue is read anyway.
     ``idle_s``: the longest one wait (for a push, or for a free slot) lasts; a wait also ends at the
     next sweep and at the next known due time.
-    ``lease_s``: a claim marks a job in progress this far ahead (its job's lease renews it; see
+    ``admit_lag_ms``: a worker whose event loop lags more than this takes no new model stream until it
+    has caught up (0: no such limit; see ``_watch_lag``). ``lease_s``: a claim marks a job in progress
+    this far ahead (its job's lease renews it; see
     ``adapters._arq.job_lease``), instead of for arq's whole job timeout."""
 
     def __init__(
@@ -204,6 +213,7 @@ class Worker(ArqWorker):
         sweep_s: float = 2.0,
         idle_s: float = 5.0,
         lease_s: float | None = None,
+        admit_lag_ms: float = 20.0,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("allow_abort_jobs"):
@@ -218,6 +228,9 @@ class Worker(ArqWorker):
         super().__init__(*args, **kwargs)
         self.tool_slots, self.turn_slots = tool_slots, max(turn_slots, 0)
         self.wake, self.sweep_s, self.idle_s = wake, sweep_s, idle_s
+        self.admit_lag_s = max(float(admit_lag_ms), 0.0) / 1000
+        self._busy_until = 0.0  # on the loop's clock: no new stream before then
+        self._tick: asyncio.TimerHandle | None = None
         self.wake_keys = (wake_key(self.queue_name), wake_key(self.queue_name, TURN_JOB_PREFIXES[0]))
         self._freed = asyncio.Event()
         self._next_sweep = 0.0
@@ -258,6 +271,30 @@ class Worker(ArqWorker):
     def _has_room(self) -> bool:
         return any(self._room())
 
+    # ------------------------------------------------------------------ admission of streams
+
+    def _watch_lag(self) -> None:
+        """Sample the event loop's lag every ``_LAG_TICK_S``: a sample over ``admit_lag_ms`` means the
+        process has more to do than it can (every stream's events, every job); it then takes no new
+        stream for ``_LAG_HOLD_S``, while it goes on taking tools. Streams it leaves stay announced
+        for a worker with room, or for itself once it has caught up."""
+        if self._tick is not None or not self.wake or self.admit_lag_s <= 0 or self.turn_slots == 0:
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + _LAG_TICK_S
+        self._tick = loop.call_at(due, self._on_tick, due)
+
+    def _on_tick(self, due: float) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now - due > self.admit_lag_s:
+            self._busy_until = now + _LAG_HOLD_S
+        self._tick = None
+        self._watch_lag()
+
+    def _admits_streams(self) -> bool:
+        return self._busy_until <= asyncio.get_running_loop().time()
+
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self._freed.set()
@@ -276,7 +313,7 @@ class Worker(ArqWorker):
             if job_id in self.tasks or job_id in chosen:
                 continue
             if is_turn_job(job_id) and self.turn_slots > 0:
-                if turns < self.turn_slots:
+                if turns < self.turn_slots and (self._admits_streams() or not is_stream_job(job_id)):
                     turns += 1
                     chosen.append(job_id)
                     continue
@@ -319,8 +356,8 @@ class Worker(ArqWorker):
                 tools -= 1
                 if self.turn_slots == 0:
                     turns -= 1
-        if self.turn_slots == 0:  # one pool: the room is shared, taken from the tool list first
-            turns = 0
+        if self.turn_slots == 0 or not self._admits_streams():
+            turns = 0  # one pool: the room is shared, taken from the tool list first; or streams wait
         claimed, deferred = await self._take(
             keys=[self.queue_name, *self.wake_keys],
             args=[timestamp_ms(), self.claim_ms, first or "", max(tools, 0), max(turns, 0)],
@@ -338,6 +375,9 @@ class Worker(ArqWorker):
 
     async def close(self) -> None:
         self.allow_pick_jobs = False
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         await super().close()
 
     # ------------------------------------------------------------------ one job
@@ -510,6 +550,7 @@ class Worker(ArqWorker):
         if not self.wake:
             return await super()._poll_iteration()
         loop = asyncio.get_running_loop()
+        self._watch_lag()
         if not self.allow_pick_jobs or self._pool is None:
             # Stopping (``drain_worker``, ``close``): no new job, and no Redis call that could race the
             # pool's closing; only the running jobs are waited for.
@@ -552,6 +593,8 @@ class Worker(ArqWorker):
 
     def _wait_s(self, loop: asyncio.AbstractEventLoop) -> float:
         wait = min(self.idle_s, max(self._next_sweep - loop.time(), 0.0))
+        if self._busy_until > loop.time():
+            wait = min(wait, _LAG_HOLD_S)  # look again at the streams once the hold is over
         if self._next_due_ms is not None:
             wait = min(wait, max((self._next_due_ms - timestamp_ms()) / 1000, 0.0))
         return wait
@@ -562,6 +605,8 @@ class Worker(ArqWorker):
     def _lists_with_room(self) -> list[str]:
         """The wake lists of the kinds of job this worker has a free slot for."""
         tools, turns = self._room()
+        if self.turn_slots > 0 and not self._admits_streams():
+            turns = 0
         return [key for key, free in zip(self.wake_keys, (tools, turns), strict=True) if free > 0]
 
     async def _wait_for_push(self, loop: asyncio.AbstractEventLoop, lists: list[str]) -> str | None:
@@ -621,7 +666,7 @@ class Worker(ArqWorker):
 def make_worker(settings_cls: Any, **overrides: Any) -> Worker:
     """A ``Worker`` from a ``WorkerSettings`` class (as ``arq.worker.create_worker`` makes arq's)."""
     values = {**get_kwargs(settings_cls), **overrides}
-    for name in ("turn_slots", "wake", "sweep_s", "idle_s", "lease_s"):
+    for name in ("turn_slots", "wake", "sweep_s", "idle_s", "lease_s", "admit_lag_ms"):
         if hasattr(settings_cls, name) and name not in overrides:
             values[name] = getattr(settings_cls, name)
     return Worker(**values)
