@@ -64,6 +64,10 @@ _DUE_MARGIN_MS = 50  # a wake list nobody pops (every worker busy) is trimmed to
 
 _LAG_TICK_S = 0.01  # how often the event loop's lag is sampled
 _LAG_HOLD_S = 0.1  # after a sample over ``admit_lag_ms``, no new stream for this long
+# New streams a worker starts: at most this many at once, then this many a second (so that the lag a
+# burst of them brings is seen before the worker has taken them all).
+_ADMIT_BURST = 5
+_ADMIT_RATE = 100.0
 
 _RETRY_TTL_S = 88_400  # how long a job's try count is kept (arq's figure)
 
@@ -230,6 +234,7 @@ class Worker(ArqWorker):
         self.wake, self.sweep_s, self.idle_s = wake, sweep_s, idle_s
         self.admit_lag_s = max(float(admit_lag_ms), 0.0) / 1000
         self._busy_until = 0.0  # on the loop's clock: no new stream before then
+        self._allowance, self._allowance_at = float(_ADMIT_BURST), 0.0  # new streams it may start now
         self._tick: asyncio.TimerHandle | None = None
         self.wake_keys = (wake_key(self.queue_name), wake_key(self.queue_name, TURN_JOB_PREFIXES[0]))
         self._freed = asyncio.Event()
@@ -277,7 +282,8 @@ class Worker(ArqWorker):
         """Sample the event loop's lag every ``_LAG_TICK_S``: a sample over ``admit_lag_ms`` means the
         process has more to do than it can (every stream's events, every job); it then takes no new
         stream for ``_LAG_HOLD_S``, while it goes on taking tools. Streams it leaves stay announced
-        for a worker with room, or for itself once it has caught up."""
+        for a worker with room, or for itself once it has caught up. New streams are taken a few at a
+        time (``_streams_allowed``), so a burst of runs is spread while the lag shows."""
         if self._tick is not None or not self.wake or self.admit_lag_s <= 0 or self.turn_slots == 0:
             return
         loop = asyncio.get_running_loop()
@@ -293,7 +299,17 @@ class Worker(ArqWorker):
         self._watch_lag()
 
     def _admits_streams(self) -> bool:
-        return self._busy_until <= asyncio.get_running_loop().time()
+        return self._streams_allowed() > 0
+
+    def _streams_allowed(self) -> int:
+        """How many new streams this worker may start now: none while its loop lags (``_watch_lag``),
+        else what its allowance (``_ADMIT_BURST``, refilled at ``_ADMIT_RATE`` a second) has left."""
+        if self.admit_lag_s <= 0 or self.turn_slots == 0:
+            return self.turn_slots or self.tool_slots
+        now = asyncio.get_running_loop().time()
+        self._allowance = min(float(_ADMIT_BURST), self._allowance + (now - self._allowance_at) * _ADMIT_RATE)
+        self._allowance_at = now
+        return int(self._allowance) if self._busy_until <= now else 0
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -306,6 +322,7 @@ class Worker(ArqWorker):
     async def _start(self, job_ids: list[bytes] | list[str]) -> list[str]:
         """Start what there is room for; returns the ids left for lack of room (not claimed)."""
         tools, turns = self._running()
+        streams = self._streams_allowed()
         chosen: list[str] = []
         left: list[str] = []
         for raw in job_ids:
@@ -313,8 +330,10 @@ class Worker(ArqWorker):
             if job_id in self.tasks or job_id in chosen:
                 continue
             if is_turn_job(job_id) and self.turn_slots > 0:
-                if turns < self.turn_slots and (self._admits_streams() or not is_stream_job(job_id)):
+                stream = is_stream_job(job_id)
+                if turns < self.turn_slots and (streams > 0 or not stream):
                     turns += 1
+                    streams -= int(stream)
                     chosen.append(job_id)
                     continue
             elif tools < self.tool_slots:
@@ -337,6 +356,8 @@ class Worker(ArqWorker):
         if not claim:
             return
         score, payload, job_try = claim
+        if is_stream_job(job_id):
+            self._allowance -= 1
         await self.sem.acquire()
         self.job_counter += 1
         task = self.loop.create_task(self._run(job_id, int(float(score)), payload or None, int(job_try)))
@@ -356,8 +377,8 @@ class Worker(ArqWorker):
                 tools -= 1
                 if self.turn_slots == 0:
                     turns -= 1
-        if self.turn_slots == 0 or not self._admits_streams():
-            turns = 0  # one pool: the room is shared, taken from the tool list first; or streams wait
+        # One pool: the room is shared, taken from the tool list first. Else as many streams as allowed.
+        turns = 0 if self.turn_slots == 0 else min(turns, self._streams_allowed())
         claimed, deferred = await self._take(
             keys=[self.queue_name, *self.wake_keys],
             args=[timestamp_ms(), self.claim_ms, first or "", max(tools, 0), max(turns, 0)],
@@ -593,8 +614,9 @@ class Worker(ArqWorker):
 
     def _wait_s(self, loop: asyncio.AbstractEventLoop) -> float:
         wait = min(self.idle_s, max(self._next_sweep - loop.time(), 0.0))
-        if self._busy_until > loop.time():
-            wait = min(wait, _LAG_HOLD_S)  # look again at the streams once the hold is over
+        if self.turn_slots > 0 and self.admit_lag_s > 0 and self._streams_allowed() == 0:
+            # Look again at the streams once the hold is over, or the allowance has one more.
+            wait = min(wait, _LAG_HOLD_S if self._busy_until > loop.time() else 1 / _ADMIT_RATE)
         if self._next_due_ms is not None:
             wait = min(wait, max((self._next_due_ms - timestamp_ms()) / 1000, 0.0))
         return wait
