@@ -26,7 +26,7 @@ from incremental.events import RUN_FINAL_KINDS, RunStartedEvent, ToolCompletedEv
 from incremental.exceptions import RunNotFoundError
 from incremental.fake_api import Fault
 from incremental.pipeline import Services, check_request
-from incremental.pipeline._jobs import monitor_turn
+from incremental.pipeline._jobs import _salvage, monitor_turn
 from incremental.testing import FakeMessagesAPIFactory
 from incremental.tools import ToolResult
 from incremental.worker import Worker, drain_worker, serve_worker, worker_options
@@ -167,6 +167,34 @@ async def test_the_watchdog_fails_a_turn_whose_stream_job_is_gone(redis_url: str
         assert await monitor_turn(svc, other, 0, 0) == "waiting"
         assert await pool.exists(f"arq:job:{stream_job_id(other, 0)}")
         await svc.store.end_run(other, "cancelled", "the test is over")  # its job will do nothing
+    finally:
+        await svc.aclose()
+        await pool.aclose()
+
+
+async def test_a_run_whose_end_was_decided_by_a_worker_killed_before_making_it_is_ended(
+    redis_url: str,
+) -> None:
+    """The stream job blocked its turn (the message ended, or the stream failed) and was killed before
+    it ended the run: the watchdog (and a redelivered stream job) end the run as it would have."""
+    pool = await connect(redis_url)
+    svc = Services(pool)
+    try:
+        config = check_request(GO, dict(REQUEST), toolset="test").to_dict()
+        ended, failed = unique("run"), unique("run")
+        for run_id in (ended, failed):
+            await svc.store.create_run(run_id, config, GO)
+            assert await svc.store.open_stream(run_id, 0) == "claimed"
+        await svc.store.block_continuation(ended, 0, "ended", "end_turn")  # ... and the worker died
+        await svc.store.block_continuation(failed, 0, "failed", "the model stream went quiet")
+        assert (await svc.store.run(ended)).state == "running"  # type: ignore[union-attr]
+        assert "made here" in await monitor_turn(svc, ended, 0, 0)
+        assert await _salvage(svc, failed, 0, "its stream job was redelivered") == "already sealed"
+        first, second = (await svc.events.all(ended))[-1], (await svc.events.all(failed))[-1]
+        assert first["kind"] == "run_completed", first
+        assert second["kind"] == "run_failed" and second["error_type"] == "WorkerLost", second
+        assert "went quiet" in second["reason"]
+        assert await monitor_turn(svc, ended, 0, 1) == "ended"  # once: nothing more to do
     finally:
         await svc.aclose()
         await pool.aclose()

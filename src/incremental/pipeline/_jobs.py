@@ -343,8 +343,14 @@ async def _salvage(svc: Services, run_id: str, turn: int, why: str) -> str:
     run ends as it would have), or ``"salvaged"``: the message is rebuilt from the completed blocks, its
     held calls dispatched and its refused ones answered, and the turn sealed with its tool_use ids."""
     taken, found = await svc.store.take_over_stream(run_id, turn)
-    if taken in ("asked", "done"):
-        return "asked" if taken == "asked" else "already sealed"
+    if taken == "done":
+        record = await svc.store.turn(run_id, turn)
+        run = await svc.store.run(run_id)
+        if record.get("continued") == "blocked" and run is not None and run.state == "running":
+            await _end_decided(svc, run_id, turn, record)
+        return "already sealed"
+    if taken == "asked":
+        return "asked"
     if taken == "message":  # the job died between message_stop and the end it made of it
         await _end_without_tools(svc, run_id, turn, found or None)
         return "ended"
@@ -430,6 +436,19 @@ async def _end_without_tools(svc: Services, run_id: str, turn: int, stop_reason:
     await svc.store.block_continuation(run_id, turn, "ended", str(stop_reason))
     state = "completed" if stop_reason in _FINISHED else "stopped"
     await end_run(svc, run_id, state, f"stop_reason {stop_reason}", turn=turn)
+
+
+async def _end_decided(svc: Services, run_id: str, turn: int, record: dict[str, str]) -> bool:
+    """A turn blocked while its run still runs: whoever blocked it decided the run's end and stopped
+    (killed) before making it. Make it now, as it would have been made. True if this ended the run."""
+    status, reason = record.get("status"), record.get("reason") or ""
+    if status == "ended":  # the message ended without asking for tools; the reason is its stop_reason
+        state = "completed" if reason in _FINISHED else "stopped"
+        return await end_run(svc, run_id, state, f"stop_reason {reason}", turn=turn)
+    if status == "failed":
+        why = f"{reason} (its worker stopped before it ended the run)"
+        return await end_run(svc, run_id, "failed", why, turn=turn, error_type="WorkerLost")
+    return await end_run(svc, run_id, "cancelled", reason or "cancelled", turn=turn)
 
 
 def _undispatched(state: _TurnState) -> Callable[[], bool]:
@@ -952,6 +971,9 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
             await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s, queue=run.queue)
             return "continued; the next turn has not started yet"
         return "continued"
+    if continued == "blocked" and run.state == "running":
+        await _end_decided(svc, run_id, turn, record)
+        return "ended (the run's end was made here)"
     if continued == "blocked" or run.state != "running":
         return "ended"
     sealed = record.get("sealed") == "1"
