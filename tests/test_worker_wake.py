@@ -234,6 +234,18 @@ async def retry_once(ctx: dict[str, Any], key: str) -> int:
     return int(ctx["job_try"])
 
 
+async def retry_now_once(ctx: dict[str, Any], key: str) -> int:
+    """Asks to be run again at once (no defer) on its first try; returns its try the second time."""
+    if ctx["job_try"] == 1:
+        raise Retry()
+    return int(ctx["job_try"])
+
+
+async def sleeps_briefly(ctx: dict[str, Any], key: str) -> str:
+    await asyncio.sleep(0.2)
+    return key
+
+
 async def always_fails(ctx: dict[str, Any], key: str) -> int:
     raise RuntimeError(f"{key} failed on purpose")
 
@@ -261,6 +273,8 @@ def protocol_worker(redis_url: str, queue: str, **options: Any) -> Worker:
         func(count_run, name="count_run"),
         func(retry_once, name="retry_once"),
         func(always_fails, name="always_fails"),
+        func(retry_now_once, name="retry_now_once"),
+        func(sleeps_briefly, name="sleeps_briefly"),
         func(waits_forever, name="waits_forever", max_tries=3),
         func(hogs_the_loop, name="hogs_the_loop"),
     ]
@@ -436,8 +450,8 @@ async def test_a_worker_whose_loop_lags_takes_tools_but_no_new_stream_until_it_c
     worker = protocol_worker(redis_url, queue, sweep_s=3600, admit_lag_ms=20)
     task = asyncio.create_task(worker.main())
     try:
-        hog = unique("hog")
-        assert await _enqueue(pool, "hogs_the_loop", hog, _job_id=hog)
+        hog = unique("hog")  # a stream of the worker's own, which keeps its loop busy
+        assert await _enqueue(pool, "hogs_the_loop", hog, _job_id=f"inc:stream:{hog}")
         assert await asyncio.wait_for(pool.blpop([hog], timeout=TIMEOUT_S), TIMEOUT_S) is not None
         stream, tool = f"inc:stream:{unique('s')}", unique("tool")
         assert await _enqueue(pool, "count_run", unique("n"), _job_id=stream)
@@ -446,6 +460,44 @@ async def test_a_worker_whose_loop_lags_takes_tools_but_no_new_stream_until_it_c
         assert await _job_keys(pool, stream) == [1, 0, 0]  # the stream was not: queued, never claimed
         await pool.set(f"{hog}:stop", 1)
         assert await asyncio.wait_for(_result(pool, stream), TIMEOUT_S) == 1  # caught up: it runs
+    finally:
+        await worker.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.aclose()
+
+
+async def test_a_retry_without_defer_runs_again_at_once_on_the_same_worker(redis_url: str) -> None:
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    worker = protocol_worker(redis_url, queue, sweep_s=3600, idle_s=3600)  # only pushes start jobs
+    task = asyncio.create_task(worker.main())
+    try:
+        job_id = unique("again")
+        assert await _enqueue(pool, "retry_now_once", job_id, _job_id=job_id)
+        assert await asyncio.wait_for(_result(pool, job_id), TIMEOUT_S) == 2
+    finally:
+        await worker.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.aclose()
+
+
+async def test_a_freed_slot_takes_the_next_announced_job_of_its_kind(redis_url: str) -> None:
+    """One tool slot, two tools announced together: the second starts when the first ends, not at the
+    next sweep (there is none here) nor when the worker's wait runs out (it never does)."""
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    worker = protocol_worker(redis_url, queue, sweep_s=3600, idle_s=3600, max_jobs=1)
+    task = asyncio.create_task(worker.main())
+    try:
+        first, second = unique("first"), unique("second")
+        assert await _enqueue(pool, "sleeps_briefly", first, _job_id=first)
+        assert await _enqueue(pool, "sleeps_briefly", second, _job_id=second)
+        results = await asyncio.wait_for(
+            asyncio.gather(_result(pool, first), _result(pool, second)), TIMEOUT_S
+        )
+        assert results == [first, second]
     finally:
         await worker.close()
         task.cancel()

@@ -62,6 +62,7 @@ CLAIMS_LEASE = "incremental_claim_lease_s"  # in the worker's ctx: its claims ho
 _WAKE_MAX = 10_000
 _DUE_MARGIN_MS = 50  # a wake list nobody pops (every worker busy) is trimmed to this many ids
 
+_FULL_WAIT_S = 0.05  # the longest a wait lasts while one kind of slot is full
 _LAG_TICK_S = 0.01  # how often the event loop's lag is sampled
 _LAG_HOLD_S = 0.1  # after a sample over ``admit_lag_ms``, no new stream for this long
 # New streams a worker starts: at most this many at once, then this many a second (so that the lag a
@@ -302,14 +303,17 @@ class Worker(ArqWorker):
         return self._streams_allowed() > 0
 
     def _streams_allowed(self) -> int:
-        """How many new streams this worker may start now: none while its loop lags (``_watch_lag``),
-        else what its allowance (``_ADMIT_BURST``, refilled at ``_ADMIT_RATE`` a second) has left."""
+        """How many new streams this worker may start now: none while its loop lags (``_watch_lag``)
+        and it runs streams already, else what its allowance (``_ADMIT_BURST``, refilled at
+        ``_ADMIT_RATE`` a second) has left; a worker that runs none may always start one."""
         if self.admit_lag_s <= 0 or self.turn_slots == 0:
             return self.turn_slots or self.tool_slots
         now = asyncio.get_running_loop().time()
         self._allowance = min(float(_ADMIT_BURST), self._allowance + (now - self._allowance_at) * _ADMIT_RATE)
         self._allowance_at = now
-        return int(self._allowance) if self._busy_until <= now else 0
+        if self._busy_until > now and self._running()[1] > 0:
+            return 0  # lagging with streams of its own; a worker running none still takes one
+        return max(int(self._allowance), 0 if self._running()[1] > 0 else 1)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -321,6 +325,7 @@ class Worker(ArqWorker):
 
     async def _start(self, job_ids: list[bytes] | list[str]) -> list[str]:
         """Start what there is room for; returns the ids left for lack of room (not claimed)."""
+        self._reap()  # a job that just ended (to run again) is not one running here
         tools, turns = self._running()
         streams = self._streams_allowed()
         chosen: list[str] = []
@@ -369,6 +374,7 @@ class Worker(ArqWorker):
         call; returns the deferred ids that were announced."""
         if self._take is None:
             self._take = self.pool.register_script(_TAKE)
+        self._reap()  # a job that just ended (to run again) is not one running here
         tools, turns = self._room()
         if first and not first.startswith("~"):
             if is_turn_job(first) and self.turn_slots > 0:
@@ -385,9 +391,7 @@ class Worker(ArqWorker):
         )
         for i in range(0, len(claimed), 2):
             job_id = claimed[i].decode() if isinstance(claimed[i], bytes) else str(claimed[i])
-            if job_id in self.tasks:
-                continue  # already running here (a second announcement of it)
-            await self._spawn(job_id, claimed[i + 1])
+            await self._spawn(job_id, claimed[i + 1])  # claimed: not running anywhere, this one included
         return [d.decode() if isinstance(d, bytes) else str(d) for d in deferred]
 
     def handle_sig(self, signum: Any) -> None:
@@ -614,6 +618,10 @@ class Worker(ArqWorker):
 
     def _wait_s(self, loop: asyncio.AbstractEventLoop) -> float:
         wait = min(self.idle_s, max(self._next_sweep - loop.time(), 0.0))
+        if 0 in self._room():
+            # A pop cannot be cut short when a slot frees: while a kind is full, look again soon, so a
+            # freed slot takes the next announced job of its kind.
+            wait = min(wait, _FULL_WAIT_S)
         if self.turn_slots > 0 and self.admit_lag_s > 0 and self._streams_allowed() == 0:
             # Look again at the streams once the hold is over, or the allowance has one more.
             wait = min(wait, _LAG_HOLD_S if self._busy_until > loop.time() else 1 / _ADMIT_RATE)

@@ -14,12 +14,15 @@ is pending when the stream or the tool ends is written then (``close``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..events import RunEventModel, TextDeltaEvent
 
 __all__ = ["LogBuffer"]
+
+logger = logging.getLogger(__name__)
 
 
 class LogBuffer:
@@ -73,10 +76,17 @@ class LogBuffer:
             await asyncio.wait([self._flushing])
 
     async def flush(self) -> None:
-        """Write what is pending, in one call (the caller holds ``lock``, or is the only writer)."""
+        """Write what is pending, in one call (the caller holds ``lock``, or is the only writer). If the
+        write fails, what it held is pending again (before anything added since), and the error goes
+        to the caller."""
         events = self.take()
-        if events:
+        if not events:
+            return
+        try:
             await self.append_many(events)
+        except BaseException:
+            self._pending = [(None, event) for event in events] + self._pending
+            raise
 
     def _arm(self) -> None:
         if self._timer is None and not self._closed:
@@ -88,9 +98,13 @@ class LogBuffer:
             self._flushing = asyncio.create_task(self._flush_locked(), name=f"log:{self.run_id}")
 
     async def _flush_locked(self) -> None:
-        async with self.lock:
-            await self.flush()
-        if self._pending:  # added while that write was under way
+        try:
+            async with self.lock:
+                await self.flush()
+        except Exception:
+            # Kept (``flush``): the next write of this job, or its close, takes them again.
+            logger.warning("a timed log write for %s failed; it is tried again", self.run_id, exc_info=True)
+        if self._pending:  # added while that write was under way, or kept by a failed one
             self._arm()
 
     async def close(self) -> None:

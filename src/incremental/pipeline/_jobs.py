@@ -972,6 +972,11 @@ async def monitor_turn(svc: Services, run_id: str, turn: int, check: int) -> str
             return "continued; the next turn has not started yet"
         return "continued"
     if continued == "blocked" and run.state == "running":
+        generation = int(record.get("stream_generation") or 0)
+        if await job_alive(svc.pool, stream_job_id(run_id, turn, generation)):
+            # Its stream job may be making that end right now: look again once it has had the time.
+            await svc.enqueue_monitor(run_id, turn, check + 1, svc.monitor_interval_s, queue=run.queue)
+            return "ended; its stream job is making the run's end"
         await _end_decided(svc, run_id, turn, record)
         return "ended (the run's end was made here)"
     if continued == "blocked" or run.state != "running":
