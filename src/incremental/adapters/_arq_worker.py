@@ -603,7 +603,9 @@ class Worker(ArqWorker):
             if deferred or self._due_now():
                 await self._start(await self._read_due())
         else:
-            await self._wait_freed(self._wait_s(loop))
+            # No free slot: wait for one. A due time that has passed is no reason to wait less (there is
+            # no room for that job either): the wait is then bounded by the full-slots wait.
+            await self._wait_freed(max(self._wait_s(loop), _FULL_WAIT_S))
         self._reap()
         await self.heart_beat()
 
