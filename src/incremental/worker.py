@@ -322,9 +322,7 @@ def worker_options(
         tries = int(ctx.get("job_try") or 1)
         if tries > TOOL_TRIES:  # every earlier try was cut short: the call ends with an error result
             return await give_up_tool(svc, job, tries)
-        async with job_lease(
-            ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease), job_try=ctx.get("job_try")
-        ) as held:
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease)) as held:
             await _unless_running_elsewhere(ctx, held)
             try:
                 return await run_tool(svc, job, token=held.token if held else uuid.uuid4().hex)
@@ -334,9 +332,7 @@ def worker_options(
                 raise
 
     async def stream_turn_job(ctx: dict[str, Any], run_id: str, turn: int, generation: int = 0) -> str:
-        async with job_lease(
-            ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease), job_try=ctx.get("job_try")
-        ) as held:
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease)) as held:
             await _unless_running_elsewhere(ctx, held)
             try:
                 return await stream_turn(ctx["services"], run_id, turn, generation)
@@ -345,9 +341,7 @@ def worker_options(
                 raise Retry() from None
 
     async def monitor_turn_job(ctx: dict[str, Any], run_id: str, turn: int, check: int) -> str:
-        async with job_lease(
-            ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease), job_try=ctx.get("job_try")
-        ):
+        async with job_lease(ctx["redis"], ctx.get("job_id"), lease, claimed=_claimed(ctx, lease)):
             return await monitor_turn(ctx["services"], run_id, turn, check)
 
     async def unreadable(ctx: dict[str, Any], why: str) -> str:

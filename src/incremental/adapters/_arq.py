@@ -51,7 +51,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._arq_worker import ALIVE_PREFIX, wake_key
+from ._arq_worker import wake_key
 
 __all__ = [
     "ENQUEUE_LUA",
@@ -306,20 +306,17 @@ async def _enqueue(
 class Lease:
     """One execution's hold on its job (``job_lease``): ``token`` names this execution."""
 
-    def __init__(self, pool: ArqRedis, job_id: str, lease_s: float, job_try: int | None = None) -> None:
+    def __init__(self, pool: ArqRedis, job_id: str, lease_s: float) -> None:
         self.pool, self.job_id, self.lease_s = pool, job_id, lease_s
         self.token = uuid.uuid4().hex
-        # The heartbeat's name: its try, when known (incremental's Worker writes a try's first beat in
-        # its claim, so an execution cut off by an outage before its first renewal still has one).
-        self.beat = f"try:{job_try}" if job_try else self.token
-        self.alive_key = alive_key(job_id)
+        self.alive_key = f"inc:alive:{job_id}"
 
     async def renew(self) -> None:
         """Hold the in-progress key ``lease_s`` ahead (set again, should an outage have let it expire)
         and write this execution's heartbeat."""
         async with self.pool.pipeline(transaction=False) as pipe:
             pipe.set(in_progress_key_prefix + self.job_id, b"1", px=int(self.lease_s * 1000))
-            pipe.hset(self.alive_key, self.beat, repr(time.time()))
+            pipe.hset(self.alive_key, self.token, repr(time.time()))
             pipe.expire(self.alive_key, 86400)
             await pipe.execute()
 
@@ -337,16 +334,11 @@ class Lease:
     async def _others(self) -> dict[str, str]:
         raw = await self.pool.hgetall(self.alive_key)  # type: ignore[misc]
         beats = {_text(k): _text(v) for k, v in raw.items()}
-        beats.pop(self.beat, None)
+        beats.pop(self.token, None)
         return beats
 
     async def release(self) -> None:
-        await self.pool.hdel(self.alive_key, self.beat)  # type: ignore[misc]
-
-
-def alive_key(job_id: str) -> str:
-    """The heartbeats of a job's executions, by try (``Lease``)."""
-    return f"{ALIVE_PREFIX}{job_id}"
+        await self.pool.hdel(self.alive_key, self.token)  # type: ignore[misc]
 
 
 def _text(value: Any) -> str:
@@ -355,7 +347,7 @@ def _text(value: Any) -> str:
 
 @contextlib.asynccontextmanager
 async def job_lease(
-    pool: ArqRedis, job_id: str | None, lease_s: float, *, claimed: bool = False, job_try: int | None = None
+    pool: ArqRedis, job_id: str | None, lease_s: float, *, claimed: bool = False
 ) -> AsyncIterator[Lease | None]:
     """For the block, hold this job's in-progress key ``lease_s`` seconds ahead (renewed every third of
     it): if the worker dies, arq gives the job to another one ``lease_s`` after its last renewal.
@@ -365,7 +357,7 @@ async def job_lease(
     if not job_id or lease_s <= 0:
         yield None
         return
-    lease = Lease(pool, job_id, lease_s, job_try if claimed else None)
+    lease = Lease(pool, job_id, lease_s)
     renewed = False
 
     async def renew() -> None:
@@ -386,7 +378,7 @@ async def job_lease(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        if renewed or claimed:  # a renewal, or the claim, wrote the heartbeat that release takes back
+        if renewed:  # only a renewal writes the heartbeat that release takes back
             try:
                 await lease.release()
             except REDIS_ERRORS as exc:

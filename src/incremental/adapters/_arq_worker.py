@@ -53,12 +53,11 @@ from arq.utils import ms_to_datetime, timestamp_ms, to_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob, get_kwargs
 from arq.worker import Worker as ArqWorker
 
-__all__ = ["ALIVE_PREFIX", "CLAIMS_LEASE", "TURN_JOB_PREFIXES", "Worker", "make_worker", "wake_key"]
+__all__ = ["CLAIMS_LEASE", "TURN_JOB_PREFIXES", "Worker", "make_worker", "wake_key"]
 
 logger = logging.getLogger(__name__)
 
 TURN_JOB_PREFIXES = ("inc:stream:", "inc:monitor:")  # the jobs that take turn slots, not tool slots
-ALIVE_PREFIX = "inc:alive:"  # a job's executions' heartbeats, by try (``adapters._arq.Lease``)
 CLAIMS_LEASE = "incremental_claim_lease_s"  # in the worker's ctx: its claims hold a job for this long
 _WAKE_MAX = 10_000
 _DUE_MARGIN_MS = 50  # a wake list nobody pops (every worker busy) is trimmed to this many ids
@@ -74,42 +73,36 @@ _ADMIT_RATE = 100.0
 _RETRY_TTL_S = 88_400  # how long a job's try count is kept (arq's figure)
 
 # Claim and start an id that is due and not in progress: mark it in progress, count its try, read its
-# payload, and (``beat``, for claims that hold a job for one lease) write the try's first heartbeat
-# (``adapters._arq.Lease``), so an execution an outage cuts off before its first renewal still shows
-# one. 0 when it is not claimed, else {score, payload or false (expired), try}.
+# payload. 0 when it is not claimed, else {score, payload or false (expired), try}.
 CLAIM_LUA = f"""
-local function claim(queue, id, now, claim_ms, beat)
+local function claim(queue, id, now, claim_ms)
   local key = '{in_progress_key_prefix}' .. id
   local score = redis.call('ZSCORE', queue, id)
   if score and tonumber(score) <= now and redis.call('EXISTS', key) == 0 then
     redis.call('PSETEX', key, claim_ms, '1')
     local tries = redis.call('INCR', '{retry_key_prefix}' .. id)
     redis.call('EXPIRE', '{retry_key_prefix}' .. id, {_RETRY_TTL_S})
-    if beat == '1' then
-      redis.call('HSET', '{ALIVE_PREFIX}' .. id, 'try:' .. tries, tostring(now))
-      redis.call('EXPIRE', '{ALIVE_PREFIX}' .. id, {_RETRY_TTL_S})
-    end
     return {{score, redis.call('GET', '{job_key_prefix}' .. id), tries}}
   end
   return 0
 end
 """
 
-# KEYS: the queue; ARGV: now (ms), the claim (ms), beat ('1'/'0'), then the ids. ``claim``'s answers.
+# KEYS: the queue; ARGV: now (ms), the claim (ms), then the ids. ``claim``'s answer for each.
 _CLAIM = (
     CLAIM_LUA
     + """
 local out = {}
 local now = tonumber(ARGV[1])
-for i = 4, #ARGV do out[#out + 1] = claim(KEYS[1], ARGV[i], now, ARGV[2], ARGV[3]) end
+for i = 3, #ARGV do out[#out + 1] = claim(KEYS[1], ARGV[i], now, ARGV[2]) end
 return out
 """
 )
 
 # The ids a push brought, and as many more as there is room for, taken from the wake lists and claimed
 # in one call. KEYS: the queue, the tool list, the turn list; ARGV: now (ms), the claim (ms), the id
-# popped ('' for none), how many more to take from the tool list, from the turn list, beat ('1'/'0').
-# Returns {the ids claimed with ``claim``'s answers, flattened in pairs; the deferred ids announced}.
+# popped ('' for none), how many more to take from the tool list, from the turn list. Returns {the ids
+# claimed with ``claim``'s answers, flattened in pairs; the deferred ids announced (``~id``)}.
 _TAKE = (
     CLAIM_LUA
     + """
@@ -128,7 +121,7 @@ for list = 2, 3 do
 end
 for _, id in ipairs(ids) do
   out[#out + 1] = id
-  out[#out + 1] = claim(KEYS[1], id, now, ARGV[2], ARGV[6])
+  out[#out + 1] = claim(KEYS[1], id, now, ARGV[2])
 end
 return {out, deferred}
 """
@@ -257,7 +250,6 @@ class Worker(ArqWorker):
         self._due: Any = None
         # A claim marks the job in progress for one lease (its job renews it), else for arq's timeout.
         self.claim_ms = int((lease_s or self.in_progress_timeout_s) * 1000)
-        self._beat = "1" if lease_s else "0"
         if lease_s:
             self.ctx[CLAIMS_LEASE] = lease_s
 
@@ -358,9 +350,7 @@ class Worker(ArqWorker):
             return left
         if self._claim is None:
             self._claim = self.pool.register_script(_CLAIM)
-        claims = await self._claim(
-            keys=[self.queue_name], args=[timestamp_ms(), self.claim_ms, self._beat, *chosen]
-        )
+        claims = await self._claim(keys=[self.queue_name], args=[timestamp_ms(), self.claim_ms, *chosen])
         for job_id, claim in zip(chosen, claims, strict=True):
             await self._spawn(job_id, claim)
         return left
@@ -397,7 +387,7 @@ class Worker(ArqWorker):
         turns = 0 if self.turn_slots == 0 else min(turns, self._streams_allowed())
         claimed, deferred = await self._take(
             keys=[self.queue_name, *self.wake_keys],
-            args=[timestamp_ms(), self.claim_ms, first or "", max(tools, 0), max(turns, 0), self._beat],
+            args=[timestamp_ms(), self.claim_ms, first or "", max(tools, 0), max(turns, 0)],
         )
         for i in range(0, len(claimed), 2):
             job_id = claimed[i].decode() if isinstance(claimed[i], bytes) else str(claimed[i])
