@@ -4,8 +4,10 @@ channel's one subscription per process, on a real Redis."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from arq import Retry, func
@@ -32,6 +34,21 @@ async def count_run(ctx: dict[str, Any], key: str) -> int:
     return int(await ctx["redis"].incr(key))
 
 
+@contextlib.asynccontextmanager
+async def running(pool: Any, *workers: Worker) -> AsyncIterator[None]:
+    """The workers' loops run for the block; then they are closed, and the pool with them."""
+    tasks = [asyncio.create_task(worker.main()) for worker in workers]
+    try:
+        yield
+    finally:
+        for worker in workers:
+            await worker.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.aclose()
+
+
 def plain_worker(redis_url: str, queue: str, **options: Any) -> Worker:
     return Worker(
         functions=[func(count_run, name="count_run")],
@@ -48,35 +65,23 @@ async def test_pushed_and_deferred_jobs_start_without_reading_the_whole_queue(re
     queue = unique("q")
     pool = await connect(redis_url, queue)
     worker = plain_worker(redis_url, queue, sweep_s=3600)  # after the first: only pushes and due times
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running(pool, worker):
         pushed, deferred = unique("pushed"), unique("deferred")
         assert await _enqueue(pool, "count_run", pushed, _job_id=pushed)
         later = await pool.enqueue_job("count_run", deferred, _job_id=deferred, _defer_by=0.5)  # no push
         assert later is not None
         for job_id in (pushed, deferred):
             assert await asyncio.wait_for(_result(pool, job_id), TIMEOUT_S) == 1
-    finally:
-        await worker.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.aclose()
 
 
 async def test_a_job_no_push_announced_is_found_by_the_sweep(redis_url: str) -> None:
     queue = unique("q")
     pool = await connect(redis_url, queue)
     worker = plain_worker(redis_url, queue, sweep_s=0.5)
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running(pool, worker):
         plain = unique("plain")
         assert await pool.enqueue_job("count_run", plain, _job_id=plain) is not None  # arq's: no push
         assert await asyncio.wait_for(_result(pool, plain), TIMEOUT_S) == 1
-    finally:
-        await worker.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.aclose()
 
 
 async def _result(pool: Any, job_id: str) -> Any:
@@ -300,8 +305,7 @@ async def test_a_job_ends_as_arq_ends_it_its_result_kept_and_its_keys_gone(redis
     queue = unique("q")
     pool = await connect(redis_url, queue)
     worker = protocol_worker(redis_url, queue, sweep_s=3600)
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running(pool, worker):
         ok, bad = unique("ok"), unique("bad")
         assert await _enqueue(pool, "count_run", ok, _job_id=ok)
         assert await _enqueue(pool, "always_fails", bad, _job_id=bad)
@@ -317,29 +321,18 @@ async def test_a_job_ends_as_arq_ends_it_its_result_kept_and_its_keys_gone(redis
             assert await pool.zscore(queue, job_id) is None
             assert 0 < await pool.pttl(f"arq:result:{job_id}") <= worker.keep_result_s * 1000
         assert (worker.jobs_complete, worker.jobs_failed) == (1, 1)
-    finally:
-        await worker.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.aclose()
 
 
 async def test_a_deferred_retry_is_announced_and_runs_again_without_the_sweep(redis_url: str) -> None:
     queue = unique("q")
     pool = await connect(redis_url, queue)
     worker = protocol_worker(redis_url, queue, sweep_s=3600)
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running(pool, worker):
         job_id, tries = unique("retry"), unique("tries")
         assert await _enqueue(pool, "retry_once", tries, _job_id=job_id)
         assert await asyncio.wait_for(_result(pool, job_id), TIMEOUT_S) == 2
         assert [int(t) for t in await pool.lrange(tries, 0, -1)] == [1, 2]
         assert worker.jobs_retried == 1 and worker.jobs_complete == 1
-    finally:
-        await worker.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.aclose()
 
 
 async def test_a_job_its_closing_worker_cancelled_is_announced_and_another_worker_runs_it(
@@ -376,8 +369,7 @@ async def test_a_job_past_its_tries_ends_failed_without_running(redis_url: str) 
     queue = unique("q")
     pool = await connect(redis_url, queue)
     worker = protocol_worker(redis_url, queue, sweep_s=3600)
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running(pool, worker):
         job_id, tries = unique("spent"), unique("tries")
         await pool.set(f"arq:retry:{job_id}", 3)  # three tries were made (and cut short) before
         assert await _enqueue(pool, "waits_forever", tries, _job_id=job_id)
@@ -389,11 +381,6 @@ async def test_a_job_past_its_tries_ends_failed_without_running(redis_url: str) 
             raise AssertionError("a job past its tries must end failed")
         assert await pool.llen(tries) == 0  # it never ran
         assert await _job_keys(pool, job_id) == [0, 0, 0]
-    finally:
-        await worker.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.aclose()
 
 
 def test_arqs_abort_is_refused_with_what_to_use_instead(redis_url: str) -> None:
@@ -416,8 +403,7 @@ async def test_a_worker_with_its_turn_slots_full_waits_for_tools_only(redis_url:
     queue = unique("q")
     pool = await connect(redis_url, queue)
     worker = protocol_worker(redis_url, queue, sweep_s=3600, turn_slots=1, max_jobs=2)
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running(pool, worker):
         held = unique("held")
         assert await _enqueue(pool, "waits_forever", held, _job_id=f"inc:stream:{held}")
         assert await asyncio.wait_for(pool.blpop([held], timeout=TIMEOUT_S), TIMEOUT_S) is not None
@@ -435,11 +421,6 @@ async def test_a_worker_with_its_turn_slots_full_waits_for_tools_only(redis_url:
         announced = await pool.lrange(f"inc:wake:{queue}:turns", 0, -1)
         assert {j.encode() for j in waiting} <= set(announced)  # still announced, for a worker with room
         assert [await pool.exists(f"arq:job:{j}") for j in waiting] == [1, 1]  # still queued, not run
-    finally:
-        await worker.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.aclose()
 
 
 async def test_a_worker_whose_loop_lags_takes_tools_but_no_new_stream_until_it_catches_up(
@@ -448,8 +429,7 @@ async def test_a_worker_whose_loop_lags_takes_tools_but_no_new_stream_until_it_c
     queue = unique("q")
     pool = await connect(redis_url, queue)
     worker = protocol_worker(redis_url, queue, sweep_s=3600, admit_lag_ms=20)
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running(pool, worker):
         hog = unique("hog")  # a stream of the worker's own, which keeps its loop busy
         assert await _enqueue(pool, "hogs_the_loop", hog, _job_id=f"inc:stream:{hog}")
         assert await asyncio.wait_for(pool.blpop([hog], timeout=TIMEOUT_S), TIMEOUT_S) is not None
@@ -460,27 +440,16 @@ async def test_a_worker_whose_loop_lags_takes_tools_but_no_new_stream_until_it_c
         assert await _job_keys(pool, stream) == [1, 0, 0]  # the stream was not: queued, never claimed
         await pool.set(f"{hog}:stop", 1)
         assert await asyncio.wait_for(_result(pool, stream), TIMEOUT_S) == 1  # caught up: it runs
-    finally:
-        await worker.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.aclose()
 
 
 async def test_a_retry_without_defer_runs_again_at_once_on_the_same_worker(redis_url: str) -> None:
     queue = unique("q")
     pool = await connect(redis_url, queue)
     worker = protocol_worker(redis_url, queue, sweep_s=3600, idle_s=3600)  # only pushes start jobs
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running(pool, worker):
         job_id = unique("again")
         assert await _enqueue(pool, "retry_now_once", job_id, _job_id=job_id)
         assert await asyncio.wait_for(_result(pool, job_id), TIMEOUT_S) == 2
-    finally:
-        await worker.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.aclose()
 
 
 async def test_a_freed_slot_takes_the_next_announced_job_of_its_kind(redis_url: str) -> None:
@@ -489,8 +458,7 @@ async def test_a_freed_slot_takes_the_next_announced_job_of_its_kind(redis_url: 
     queue = unique("q")
     pool = await connect(redis_url, queue)
     worker = protocol_worker(redis_url, queue, sweep_s=3600, idle_s=3600, max_jobs=1)
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running(pool, worker):
         first, second = unique("first"), unique("second")
         assert await _enqueue(pool, "sleeps_briefly", first, _job_id=first)
         assert await _enqueue(pool, "sleeps_briefly", second, _job_id=second)
@@ -498,8 +466,3 @@ async def test_a_freed_slot_takes_the_next_announced_job_of_its_kind(redis_url: 
             asyncio.gather(_result(pool, first), _result(pool, second)), TIMEOUT_S
         )
         assert results == [first, second]
-    finally:
-        await worker.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.aclose()

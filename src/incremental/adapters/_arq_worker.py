@@ -311,9 +311,10 @@ class Worker(ArqWorker):
         now = asyncio.get_running_loop().time()
         self._allowance = min(float(_ADMIT_BURST), self._allowance + (now - self._allowance_at) * _ADMIT_RATE)
         self._allowance_at = now
-        if self._busy_until > now and self._running()[1] > 0:
+        streams = self._running()[1]
+        if self._busy_until > now and streams > 0:
             return 0  # lagging with streams of its own; a worker running none still takes one
-        return max(int(self._allowance), 0 if self._running()[1] > 0 else 1)
+        return max(int(self._allowance), 0 if streams > 0 else 1)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
