@@ -15,10 +15,10 @@ from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
 from incremental import MessagesClient, Runner
-from incremental.adapters._arq import _enqueue, connect, json_deserializer, json_serializer
+from incremental.adapters._arq import _enqueue, connect, job_lease, json_deserializer, json_serializer
 from incremental.adapters._control import RedisControl
 from incremental.testing import FakeMessagesAPIFactory
-from incremental.worker import Worker
+from incremental.worker import Worker, _claimed, _unless_running_elsewhere
 
 from . import _toolsets
 from ._faults import GO, REQUEST, final_turn, tool_turn
@@ -273,8 +273,23 @@ async def waits_forever(ctx: dict[str, Any], key: str) -> int:
     return 0
 
 
+LEASE_S = 3.0
+
+
+async def holds_its_lease(ctx: dict[str, Any], key: str) -> int:
+    """A job held as incremental's jobs hold theirs: under a lease, stepping back while another
+    execution of it is alive. Each execution that runs says so on ``key``, then waits for ``key:go``."""
+    async with job_lease(ctx["redis"], ctx["job_id"], LEASE_S, claimed=_claimed(ctx, LEASE_S)) as held:
+        await _unless_running_elsewhere(ctx, held)
+        await ctx["redis"].rpush(key, ctx["job_try"])
+        while not await ctx["redis"].exists(f"{key}:go"):
+            await asyncio.sleep(0.02)
+    return int(ctx["job_try"])
+
+
 def protocol_worker(redis_url: str, queue: str, **options: Any) -> Worker:
     functions = [
+        func(holds_its_lease, name="holds_its_lease"),
         func(count_run, name="count_run"),
         func(retry_once, name="retry_once"),
         func(always_fails, name="always_fails"),
@@ -466,3 +481,34 @@ async def test_a_freed_slot_takes_the_next_announced_job_of_its_kind(redis_url: 
             asyncio.gather(_result(pool, first), _result(pool, second)), TIMEOUT_S
         )
         assert results == [first, second]
+
+
+async def test_a_try_redelivered_before_its_first_execution_renewed_steps_back(redis_url: str) -> None:
+    """A Redis outage outlasts a job's lease before its execution has renewed it even once, and another
+    worker is given the job. The claim wrote the first execution's heartbeat, so the second try sees an
+    execution that is alive, steps back, and the call runs once."""
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    first = protocol_worker(redis_url, queue, sweep_s=3600, max_jobs=1, lease_s=LEASE_S)
+    second = protocol_worker(redis_url, queue, sweep_s=3600, max_jobs=1, lease_s=LEASE_S)
+    async with running(pool, first):
+        job_id, key = unique("held"), unique("ran")
+        assert await _enqueue(pool, "holds_its_lease", key, _job_id=job_id)
+        assert await asyncio.wait_for(pool.blpop([key], timeout=TIMEOUT_S), TIMEOUT_S) is not None
+        assert await pool.hlen(f"inc:alive:{job_id}") == 1  # the claim's heartbeat, before any renewal
+        await pool.delete(f"arq:in-progress:{job_id}")  # the lease ran out while Redis was away
+        async with running(await connect(redis_url, queue), second):
+
+            async def stepped_back_or_ran() -> None:
+                while second.jobs_retried == 0 and await pool.llen(key) == 0:
+                    await asyncio.sleep(0.02)
+
+            await asyncio.wait_for(stepped_back_or_ran(), TIMEOUT_S)
+            assert await pool.llen(key) == 0  # it stepped back without running
+            assert second.jobs_retried == 1
+            assert await pool.hlen(f"inc:alive:{job_id}") == 1  # and took its own heartbeat back
+            await pool.set(f"{key}:go", 1)
+            assert await asyncio.wait_for(_result(pool, job_id), TIMEOUT_S) == 1
+        assert await pool.llen(key) == 0
+        assert await pool.exists(f"inc:alive:{job_id}") == 0  # a job done takes its heartbeats
+        assert await _job_keys(pool, job_id) == [0, 0, 0]

@@ -132,7 +132,7 @@ from .adapters._arq import (
     json_serializer,
     resilient,
 )
-from .adapters._arq_worker import CLAIMS_LEASE, Worker, make_worker
+from .adapters._arq_worker import CLAIM_BEAT, CLAIMS_LEASE, Worker, make_worker
 from .adapters._model_clients import as_model_client
 from .adapters._retention import Retention
 from .events import JobHandedOverEvent
@@ -381,9 +381,11 @@ def worker_options(
     return options
 
 
-def _claimed(ctx: dict[str, Any], lease_s: float) -> bool:
-    """Whether the worker's claim of this job already holds it for a lease (incremental's ``Worker``)."""
-    return bool(ctx.get(CLAIMS_LEASE) == lease_s)
+def _claimed(ctx: dict[str, Any], lease_s: float) -> str | None:
+    """The heartbeat the worker's claim of this job wrote, when that claim holds it for a lease
+    (incremental's ``Worker``), else None."""
+    beat = ctx.get(CLAIM_BEAT) if ctx.get(CLAIMS_LEASE) == lease_s else None
+    return str(beat) if beat else None
 
 
 async def _unless_running_elsewhere(ctx: dict[str, Any], held: Lease | None) -> None:

@@ -51,7 +51,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._arq_worker import wake_key
+from ._arq_worker import ALIVE_PREFIX, ALIVE_TTL_S, wake_key
 
 __all__ = [
     "ENQUEUE_LUA",
@@ -304,12 +304,14 @@ async def _enqueue(
 
 
 class Lease:
-    """One execution's hold on its job (``job_lease``): ``token`` names this execution."""
+    """One execution's hold on its job (``job_lease``): ``token`` names this execution, and its
+    heartbeat in the job's ``inc:alive:`` hash. ``token`` given: the worker's claim wrote the first
+    heartbeat under that name (and its end takes it back), so the execution has one from its start."""
 
-    def __init__(self, pool: ArqRedis, job_id: str, lease_s: float) -> None:
+    def __init__(self, pool: ArqRedis, job_id: str, lease_s: float, token: str | None = None) -> None:
         self.pool, self.job_id, self.lease_s = pool, job_id, lease_s
-        self.token = uuid.uuid4().hex
-        self.alive_key = f"inc:alive:{job_id}"
+        self.token = token or uuid.uuid4().hex
+        self.alive_key = f"{ALIVE_PREFIX}{job_id}"
 
     async def renew(self) -> None:
         """Hold the in-progress key ``lease_s`` ahead (set again, should an outage have let it expire)
@@ -317,19 +319,21 @@ class Lease:
         async with self.pool.pipeline(transaction=False) as pipe:
             pipe.set(in_progress_key_prefix + self.job_id, b"1", px=int(self.lease_s * 1000))
             pipe.hset(self.alive_key, self.token, repr(time.time()))
-            pipe.expire(self.alive_key, 86400)
+            pipe.expire(self.alive_key, ALIVE_TTL_S)
             await pipe.execute()
 
     async def others_alive(self) -> bool:
-        """Whether another execution of this job still runs: its heartbeat moves on within one renewal
-        period. A job redelivered because a Redis outage outlasted its lease finds its first execution
-        alive (and should wait); one whose worker died finds a heartbeat that has stopped."""
+        """Whether another execution of this job still runs: its heartbeat moves on (or is taken back,
+        as an execution that ends takes it) within one renewal period. A job redelivered because a
+        Redis outage outlasted its lease finds its first execution alive (and should wait), even if
+        that one had not renewed yet: its claim wrote its first heartbeat. One whose worker died finds
+        a heartbeat that has stopped."""
         before = await self._others()
         if not before:
             return False
         await asyncio.sleep(self.lease_s / 3 + 0.25)
         after = await self._others()
-        return any(after.get(token) != beat for token, beat in before.items() if token in after)
+        return any(after.get(token) != beat for token, beat in before.items())
 
     async def _others(self) -> dict[str, str]:
         raw = await self.pool.hgetall(self.alive_key)  # type: ignore[misc]
@@ -347,17 +351,17 @@ def _text(value: Any) -> str:
 
 @contextlib.asynccontextmanager
 async def job_lease(
-    pool: ArqRedis, job_id: str | None, lease_s: float, *, claimed: bool = False
+    pool: ArqRedis, job_id: str | None, lease_s: float, *, claimed: str | None = None
 ) -> AsyncIterator[Lease | None]:
     """For the block, hold this job's in-progress key ``lease_s`` seconds ahead (renewed every third of
     it): if the worker dies, arq gives the job to another one ``lease_s`` after its last renewal.
-    ``claimed``: the worker's claim set the key ``lease_s`` ahead already (incremental's ``Worker``
-    does), so the first renewal is due a third of a lease from now; a job shorter than that sends
-    nothing for its lease."""
+    ``claimed``: the heartbeat the worker's claim wrote (incremental's ``Worker``); the claim set the
+    key ``lease_s`` ahead already, so the first renewal is due a third of a lease from now, and a job
+    shorter than that sends nothing for its lease (the job's end takes the heartbeat back)."""
     if not job_id or lease_s <= 0:
         yield None
         return
-    lease = Lease(pool, job_id, lease_s)
+    lease = Lease(pool, job_id, lease_s, claimed)
     renewed = False
 
     async def renew() -> None:
@@ -378,7 +382,7 @@ async def job_lease(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        if renewed:  # only a renewal writes the heartbeat that release takes back
+        if renewed and not claimed:  # a renewal wrote the heartbeat; a claimed job's end takes it
             try:
                 await lease.release()
             except REDIS_ERRORS as exc:

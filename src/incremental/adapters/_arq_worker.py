@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from typing import Any
 
 from arq.constants import (
@@ -53,12 +54,23 @@ from arq.utils import ms_to_datetime, timestamp_ms, to_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob, get_kwargs
 from arq.worker import Worker as ArqWorker
 
-__all__ = ["CLAIMS_LEASE", "TURN_JOB_PREFIXES", "Worker", "make_worker", "wake_key"]
+__all__ = [
+    "ALIVE_PREFIX",
+    "CLAIMS_LEASE",
+    "CLAIM_BEAT",
+    "TURN_JOB_PREFIXES",
+    "Worker",
+    "make_worker",
+    "wake_key",
+]
 
 logger = logging.getLogger(__name__)
 
 TURN_JOB_PREFIXES = ("inc:stream:", "inc:monitor:")  # the jobs that take turn slots, not tool slots
 CLAIMS_LEASE = "incremental_claim_lease_s"  # in the worker's ctx: its claims hold a job for this long
+CLAIM_BEAT = "incremental_claim_beat"  # in a job's ctx: the heartbeat its claim wrote (``Lease``)
+ALIVE_PREFIX = "inc:alive:"  # a job's heartbeats, one field an execution
+ALIVE_TTL_S = 86_400
 _WAKE_MAX = 10_000
 _DUE_MARGIN_MS = 50  # a wake list nobody pops (every worker busy) is trimmed to this many ids
 
@@ -73,13 +85,16 @@ _ADMIT_RATE = 100.0
 _RETRY_TTL_S = 88_400  # how long a job's try count is kept (arq's figure)
 
 # Claim and start an id that is due and not in progress: mark it in progress, count its try, read its
-# payload. 0 when it is not claimed, else {score, payload or false (expired), try}.
+# payload, and write the first heartbeat of this execution under ``beat`` (a name no other claim uses;
+# see ``adapters._arq.Lease``). 0 when it is not claimed, else {score, payload or false (expired), try}.
 CLAIM_LUA = f"""
-local function claim(queue, id, now, claim_ms)
+local function claim(queue, id, now, claim_ms, beat)
   local key = '{in_progress_key_prefix}' .. id
   local score = redis.call('ZSCORE', queue, id)
   if score and tonumber(score) <= now and redis.call('EXISTS', key) == 0 then
     redis.call('PSETEX', key, claim_ms, '1')
+    redis.call('HSET', '{ALIVE_PREFIX}' .. id, beat, now)
+    redis.call('EXPIRE', '{ALIVE_PREFIX}' .. id, {ALIVE_TTL_S})
     local tries = redis.call('INCR', '{retry_key_prefix}' .. id)
     redis.call('EXPIRE', '{retry_key_prefix}' .. id, {_RETRY_TTL_S})
     return {{score, redis.call('GET', '{job_key_prefix}' .. id), tries}}
@@ -88,21 +103,23 @@ local function claim(queue, id, now, claim_ms)
 end
 """
 
-# KEYS: the queue; ARGV: now (ms), the claim (ms), then the ids. ``claim``'s answer for each.
+# KEYS: the queue; ARGV: now (ms), the claim (ms), the heartbeat name, then the ids. ``claim``'s answer
+# for each.
 _CLAIM = (
     CLAIM_LUA
     + """
 local out = {}
 local now = tonumber(ARGV[1])
-for i = 3, #ARGV do out[#out + 1] = claim(KEYS[1], ARGV[i], now, ARGV[2]) end
+for i = 4, #ARGV do out[#out + 1] = claim(KEYS[1], ARGV[i], now, ARGV[2], ARGV[3]) end
 return out
 """
 )
 
 # The ids a push brought, and as many more as there is room for, taken from the wake lists and claimed
 # in one call. KEYS: the queue, the tool list, the turn list; ARGV: now (ms), the claim (ms), the id
-# popped ('' for none), how many more to take from the tool list, from the turn list. Returns {the ids
-# claimed with ``claim``'s answers, flattened in pairs; the deferred ids announced (``~id``)}.
+# popped ('' for none), how many more to take from the tool list, from the turn list, the heartbeat
+# name. Returns {the ids claimed with ``claim``'s answers, flattened in pairs; the deferred ids
+# announced (``~id``)}.
 _TAKE = (
     CLAIM_LUA
     + """
@@ -121,7 +138,7 @@ for list = 2, 3 do
 end
 for _, id in ipairs(ids) do
   out[#out + 1] = id
-  out[#out + 1] = claim(KEYS[1], id, now, ARGV[2])
+  out[#out + 1] = claim(KEYS[1], id, now, ARGV[2], ARGV[6])
 end
 return {out, deferred}
 """
@@ -130,7 +147,8 @@ return {out, deferred}
 # End a job. ARGV: the id, then 'done' (its result, if any, is kept: its keys go) or 'again' (it runs
 # again: its claim goes, and it is announced at once, or after a defer that moves its due time), the
 # result ('' for none), the result's life in ms (0: for ever), the defer in ms (0: none), how long a
-# cron job's claim stays (ms, 0: it goes). KEYS: the queue, its wake list.
+# cron job's claim stays (ms, 0: it goes), the heartbeat its claim wrote (it goes; a job done takes
+# all its heartbeats with it). KEYS: the queue, its wake list.
 _FINISH = f"""
 local id = ARGV[1]
 local claim = '{in_progress_key_prefix}' .. id
@@ -147,10 +165,13 @@ if ARGV[2] == 'done' then
       redis.call('SET', '{result_key_prefix}' .. id, ARGV[3])
     end
   end
-  redis.call('DEL', '{retry_key_prefix}' .. id, '{job_key_prefix}' .. id)
+  redis.call('DEL', '{retry_key_prefix}' .. id, '{job_key_prefix}' .. id, '{ALIVE_PREFIX}' .. id)
   redis.call('ZREM', '{abort_jobs_ss}', id)
   redis.call('ZREM', KEYS[1], id)
-elseif ARGV[5] ~= '0' then
+  return 1
+end
+redis.call('HDEL', '{ALIVE_PREFIX}' .. id, ARGV[7])
+if ARGV[5] ~= '0' then
   redis.call('ZINCRBY', KEYS[1], ARGV[5], id)
   redis.call('RPUSH', KEYS[2], '~' .. id)
 else
@@ -244,6 +265,7 @@ class Worker(ArqWorker):
         self._next_due_ms: int | None = None
         self._recent: set[str] = set()  # the ids the last due read brought
         self._claim: Any = None
+        self._worker_token, self._claims_made = uuid.uuid4().hex[:16], 0
         self._take: Any = None
         self._sweep: Any = None
         self._finish: Any = None
@@ -351,12 +373,21 @@ class Worker(ArqWorker):
             return left
         if self._claim is None:
             self._claim = self.pool.register_script(_CLAIM)
-        claims = await self._claim(keys=[self.queue_name], args=[timestamp_ms(), self.claim_ms, *chosen])
+        beat = self._beat_name()
+        claims = await self._claim(
+            keys=[self.queue_name], args=[timestamp_ms(), self.claim_ms, beat, *chosen]
+        )
         for job_id, claim in zip(chosen, claims, strict=True):
-            await self._spawn(job_id, claim)
+            await self._spawn(job_id, claim, beat)
         return left
 
-    async def _spawn(self, job_id: str, claim: Any) -> None:
+    def _beat_name(self) -> str:
+        """A name for the heartbeats one claim call writes, used by no other claim (of any worker), so
+        each execution of a job has a heartbeat of its own even when a try number is given back."""
+        self._claims_made += 1
+        return f"{self._worker_token}:{self._claims_made}"
+
+    async def _spawn(self, job_id: str, claim: Any, beat: str) -> None:
         """Run a job the claim script answered for (0: not claimed, it started elsewhere, finished, or
         was deferred again meanwhile)."""
         if not claim:
@@ -366,7 +397,8 @@ class Worker(ArqWorker):
             self._allowance -= 1
         await self.sem.acquire()
         self.job_counter += 1
-        task = self.loop.create_task(self._run(job_id, int(float(score)), payload or None, int(job_try)))
+        run = self._run(job_id, int(float(score)), payload or None, int(job_try), beat)
+        task = self.loop.create_task(run)
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
         self.tasks[job_id] = task
 
@@ -386,13 +418,16 @@ class Worker(ArqWorker):
                     turns -= 1
         # One pool: the room is shared, taken from the tool list first. Else as many streams as allowed.
         turns = 0 if self.turn_slots == 0 else min(turns, self._streams_allowed())
+        beat = self._beat_name()
         claimed, deferred = await self._take(
             keys=[self.queue_name, *self.wake_keys],
-            args=[timestamp_ms(), self.claim_ms, first or "", max(tools, 0), max(turns, 0)],
+            args=[timestamp_ms(), self.claim_ms, first or "", max(tools, 0), max(turns, 0), beat],
         )
         for i in range(0, len(claimed), 2):
             job_id = claimed[i].decode() if isinstance(claimed[i], bytes) else str(claimed[i])
-            await self._spawn(job_id, claimed[i + 1])  # claimed: not running anywhere, this one included
+            await self._spawn(
+                job_id, claimed[i + 1], beat
+            )  # claimed: not running anywhere, this one included
         return [d.decode() if isinstance(d, bytes) else str(d) for d in deferred]
 
     def handle_sig(self, signum: Any) -> None:
@@ -408,25 +443,27 @@ class Worker(ArqWorker):
 
     # ------------------------------------------------------------------ one job
 
-    async def _run(self, job_id: str, score: int, payload: bytes | None, job_try: int) -> None:
+    async def _run(self, job_id: str, score: int, payload: bytes | None, job_try: int, beat: str) -> None:
         """Run one claimed job and end it in one call; the job's meaning is arq's (see the module
-        docstring)."""
+        docstring). ``beat``: the heartbeat its claim wrote, the job's to renew (``CLAIM_BEAT``)."""
         start_ms = timestamp_ms()
         if payload is None:
             logger.warning("job %s expired", job_id)
-            return await self._end_early(job_id, job_try, start_ms, JobExecutionFailed("job expired"))
+            return await self._end_early(job_id, beat, job_try, start_ms, JobExecutionFailed("job expired"))
         try:
             name, args, kwargs, enqueue_try, enqueue_ms = deserialize_job_raw(
                 payload, deserializer=self.job_deserializer
             )
         except SerializationError as exc:
             logger.exception("deserializing job %s failed", job_id)
-            return await self._end_early(job_id, job_try, start_ms, exc)
+            return await self._end_early(job_id, beat, job_try, start_ms, exc)
         function = self.functions.get(name)
         if function is None:
             logger.warning("job %s, function %r not found", job_id, name)
             failure = JobExecutionFailed(f"function {name!r} not found")
-            return await self._end_early(job_id, job_try, start_ms, failure, name, args, kwargs, enqueue_ms)
+            return await self._end_early(
+                job_id, beat, job_try, start_ms, failure, name, args, kwargs, enqueue_ms
+            )
         if enqueue_try and enqueue_try > job_try:
             job_try = enqueue_try
             await self.pool.setex(retry_key_prefix + job_id, _RETRY_TTL_S, str(job_try))
@@ -436,7 +473,9 @@ class Worker(ArqWorker):
         if job_try > max_tries:
             logger.warning("%s: more than %d tries", ref, max_tries)
             failure = JobExecutionFailed(f"max {max_tries} retries exceeded")
-            return await self._end_early(job_id, job_try, start_ms, failure, name, args, kwargs, enqueue_ms)
+            return await self._end_early(
+                job_id, beat, job_try, start_ms, failure, name, args, kwargs, enqueue_ms
+            )
 
         ctx = {
             **self.ctx,
@@ -444,6 +483,7 @@ class Worker(ArqWorker):
             "job_try": job_try,
             "enqueue_time": ms_to_datetime(enqueue_ms),
             "score": score,
+            CLAIM_BEAT: beat,
         }
         if self.on_job_start:
             await self.on_job_start(ctx)
@@ -505,7 +545,13 @@ class Worker(ArqWorker):
         keep_claim = to_ms(keep_cronjob_progress) if cron else 0
         await asyncio.shield(
             self._end(
-                job_id, done, data, None if forever else keep_s, defer_ms=defer_ms, keep_claim_ms=keep_claim
+                job_id,
+                beat,
+                done,
+                data,
+                None if forever else keep_s,
+                defer_ms=defer_ms,
+                keep_claim_ms=keep_claim,
             )
         )
         if self.after_job_end:
@@ -514,6 +560,7 @@ class Worker(ArqWorker):
     async def _end_early(
         self,
         job_id: str,
+        beat: str,
         job_try: int,
         start_ms: int,
         failure: BaseException,
@@ -542,13 +589,18 @@ class Worker(ArqWorker):
         keep = self.keep_result_forever or self.keep_result_s > 0
         await asyncio.shield(
             self._end(
-                job_id, True, data if keep else None, None if self.keep_result_forever else self.keep_result_s
+                job_id,
+                beat,
+                True,
+                data if keep else None,
+                None if self.keep_result_forever else self.keep_result_s,
             )
         )
 
     async def _end(
         self,
         job_id: str,
+        beat: str,
         done: bool,
         data: bytes | None,
         keep_s: float | None,
@@ -567,6 +619,7 @@ class Worker(ArqWorker):
                 0 if keep_s is None else max(int(keep_s * 1000), 1),
                 int(defer_ms or 0),
                 int(keep_claim_ms or 0),
+                beat,
             ],
         )
 
