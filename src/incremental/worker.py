@@ -38,6 +38,9 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
     wake              INCREMENTAL_WAKE          1 (default): workers wait for a push announcing each job
                                                 (``adapters._arq_worker``); 0: they poll every
                                                 ``poll_delay``, as plain arq does
+    batch             INCREMENTAL_BATCH         1 (default): the commands a worker's jobs send in one
+                                                turn of its event loop go to Redis together, as one
+                                                pipeline (``adapters._batching``); 0: one at a time
     poll_delay        INCREMENTAL_POLL_DELAY    seconds between queue polls, when polling (default
                                                 0.005)
     job_timeout       INCREMENTAL_JOB_TIMEOUT   seconds a tool job may run (default: its tool set's
@@ -263,6 +266,7 @@ def worker_options(
     turn_slots: int | None = None,
     admit_lag_ms: float | None = None,
     wake: bool | None = None,
+    batch: bool | None = None,
     job_timeout: float | None = None,
     stream_timeout: float | None = None,
     stream_idle_timeout: float | None = None,
@@ -276,8 +280,8 @@ def worker_options(
     **arq_options: Any,
 ) -> dict[str, Any]:
     """Keyword arguments for incremental's ``Worker`` (``adapters._arq_worker``; ``settings`` and the
-    in-process workers share them). Plain arq's ``Worker`` ignores ``turn_slots``, ``admit_lag_ms`` and
-    ``wake``."""
+    in-process workers share them). Plain arq's ``Worker`` ignores ``turn_slots``, ``admit_lag_ms``,
+    ``wake`` and ``batch``."""
     registries = _toolsets(tools)
     retention = Retention.configure(retention_s, trim_after_s)
     keep_result = _seconds(keep_result_s, "INCREMENTAL_KEEP_RESULT", 3600.0)
@@ -370,6 +374,7 @@ def worker_options(
         "turn_slots": _count(turn_slots, "INCREMENTAL_TURN_SLOTS", 100, least=0),
         "admit_lag_ms": _milliseconds(admit_lag_ms, "INCREMENTAL_ADMIT_LAG_MS", 20.0),
         "wake": wake if wake is not None else _flag("INCREMENTAL_WAKE", True),
+        "batch": batch if batch is not None else _flag("INCREMENTAL_BATCH", True),
         "job_timeout": tool_timeout,
         "queue_name": queue or _env("INCREMENTAL_QUEUE", default_queue_name),
         "keep_result": keep_result,

@@ -25,6 +25,9 @@ This worker runs the same jobs, from the same queue, with three changes:
   then a transaction to start). A job ends in one more call that stores its result and clears its
   keys, or, for a job to be run again, clears its claim and announces it, so another worker takes it
   at once (after moving its due time, for ``Retry(defer=...)``).
+- **Commands sent together.** The commands its jobs send in one turn of the event loop go to Redis as
+  one pipeline (``adapters._batching``): a worker with hundreds of jobs makes a few writes a turn, not
+  one a command.
 
 The rest is arq's format and meaning: the same keys and payloads, ``job_try`` and ``max_tries``,
 ``Retry``, a job cancelled by a closing worker runs again, results kept for ``keep_result_s``, the
@@ -41,6 +44,7 @@ import logging
 import uuid
 from typing import Any
 
+from arq.connections import create_pool
 from arq.constants import (
     abort_jobs_ss,
     in_progress_key_prefix,
@@ -53,6 +57,8 @@ from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import ms_to_datetime, timestamp_ms, to_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob, get_kwargs
 from arq.worker import Worker as ArqWorker
+
+from ._batching import batch_commands
 
 __all__ = [
     "ALIVE_PREFIX",
@@ -229,7 +235,8 @@ class Worker(ArqWorker):
     ``admit_lag_ms``: a worker whose event loop lags more than this takes no new model stream until it
     has caught up (0: no such limit; see ``_watch_lag``). ``lease_s``: a claim marks a job in progress
     this far ahead (its job's lease renews it; see
-    ``adapters._arq.job_lease``), instead of for arq's whole job timeout."""
+    ``adapters._arq.job_lease``), instead of for arq's whole job timeout. ``batch``: False sends each
+    of the jobs' commands on its own (``adapters._batching``)."""
 
     def __init__(
         self,
@@ -240,6 +247,7 @@ class Worker(ArqWorker):
         idle_s: float = 5.0,
         lease_s: float | None = None,
         admit_lag_ms: float = 20.0,
+        batch: bool = True,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("allow_abort_jobs"):
@@ -253,7 +261,7 @@ class Worker(ArqWorker):
             kwargs["poll_delay"] = 0  # the waits below pace the loop
         super().__init__(*args, **kwargs)
         self.tool_slots, self.turn_slots = tool_slots, max(turn_slots, 0)
-        self.wake, self.sweep_s, self.idle_s = wake, sweep_s, idle_s
+        self.wake, self.sweep_s, self.idle_s, self.batch = wake, sweep_s, idle_s, batch
         self.admit_lag_s = max(float(admit_lag_ms), 0.0) / 1000
         self._busy_until = 0.0  # on the loop's clock: no new stream before then
         self._allowance, self._allowance_at = float(_ADMIT_BURST), 0.0  # new streams it may start now
@@ -429,6 +437,19 @@ class Worker(ArqWorker):
                 job_id, claimed[i + 1], beat
             )  # claimed: not running anywhere, this one included
         return [d.decode() if isinstance(d, bytes) else str(d) for d in deferred]
+
+    async def main(self) -> None:
+        if self._pool is None and self.batch:
+            self._pool = batch_commands(
+                await create_pool(
+                    self.redis_settings,
+                    job_deserializer=self.job_deserializer,
+                    job_serializer=self.job_serializer,
+                    default_queue_name=self.queue_name,
+                    expires_extra_ms=self.expires_extra_ms,
+                )
+            )
+        await super().main()
 
     def handle_sig(self, signum: Any) -> None:
         self.allow_pick_jobs = False  # the jobs it cancels are announced again: they are not its own
