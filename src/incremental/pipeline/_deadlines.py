@@ -9,6 +9,11 @@
 A wait past its bound raises ``StreamTimeoutError`` (``kind`` says which); ``stream_turn`` sends the
 turn again when nothing was dispatched yet, and fails it otherwise.
 
+The waits between items are the stream's many small ones (one an SSE chunk), so they are not each given
+a timer: a wait notes when it began, and one watchdog timer per stream looks at the wait under way when
+it fires. It cuts a wait that is past its bound, and otherwise sets itself for when the current wait (or
+the next one, at the earliest) would be. A stream costs a timer per ``idle_s``, not one per chunk.
+
 ``Drain`` is the worker's shutdown as its jobs see it: ``begin`` when the worker stops taking jobs, then
 ``hand_over`` when the grace period is over. From then on a stream that has dispatched nothing is cut at
 its current wait (``HandedOver``): its job gives the turn back, and another worker requests it afresh. A
@@ -89,12 +94,22 @@ class GuardedClient:
         self._may_hand_over = may_hand_over
         self._timeout: asyncio.Timeout | None = None
         self._woken = False
+        # The waits for items (``wait_item``), watched by one timer (``_watch``).
+        self._task: asyncio.Task[Any] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._began: float | None = None  # when the wait under way began (None: not waiting)
+        self._cut: str | None = None  # why the watchdog cancelled that wait: "idle", "total", "handover"
+        self._cancelling = 0
 
     def wake(self) -> None:
         """Called by ``Drain.hand_over`` while this guard waits: end the wait now, if it may hand over."""
-        if self._timeout is not None and self._may_hand_over():
+        if not self._may_hand_over():
+            return
+        if self._timeout is not None:
             self._woken = True
             self._timeout.reschedule(asyncio.get_running_loop().time())
+        elif self._began is not None:
+            self._cut_wait("handover")
 
     async def wait(self, start: Callable[[], Awaitable[T]], kind: str, limit: float) -> T:
         """``await start()``, bounded by ``limit`` and by the turn's deadline."""
@@ -125,6 +140,66 @@ class GuardedClient:
                 raise self._expired("total", self.limits.total_s) from None
             raise self._expired(kind, limit) from None
 
+    async def wait_item(self, items: Any) -> Any:
+        """``await anext(items)``, bounded by ``idle_s`` and by the turn's deadline (see the module
+        docstring: the watchdog, not a timer of its own, bounds it)."""
+        if self._drain.handing_over and self._may_hand_over():
+            raise HandedOver("the worker is shutting down")
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now >= self.deadline:
+            raise self._expired("total", self.limits.total_s)
+        task = self._task
+        if task is None:
+            task = self._task = asyncio.current_task()
+            assert task is not None
+        self._cancelling = task.cancelling()
+        self._began = now
+        if self._watchdog is None:
+            self._watch_at(min(now + self.limits.idle_s, self.deadline))
+        try:
+            return await anext(items)
+        except asyncio.CancelledError:
+            cut, self._cut = self._cut, None
+            if cut is None or task.uncancel() > self._cancelling:
+                raise  # not the watchdog's cancel, or cancelled from elsewhere too
+            if cut == "handover":
+                raise HandedOver("the worker is shutting down") from None
+            if cut == "total":
+                raise self._expired("total", self.limits.total_s) from None
+            raise self._expired("idle", self.limits.idle_s) from None
+        finally:
+            self._began = None
+
+    def _watch_at(self, when: float) -> None:
+        self._watchdog = asyncio.get_running_loop().call_at(when, self._watch)
+
+    def _watch(self) -> None:
+        """The watchdog: cut the wait under way if it is past its bound, else look again when it (or a
+        wait that begins now) would be."""
+        self._watchdog = None
+        now = asyncio.get_running_loop().time()
+        if self._began is None:  # handling what arrived: no wait to cut; the next one begins later
+            if now < self.deadline:  # (past the deadline, the next wait ends before it begins)
+                self._watch_at(min(now + self.limits.idle_s, self.deadline))
+            return
+        due = min(self._began + self.limits.idle_s, self.deadline)
+        if now >= due:
+            self._cut_wait("total" if due >= self.deadline else "idle")
+        else:
+            self._watch_at(due)
+
+    def _cut_wait(self, why: str) -> None:
+        if self._cut is None and self._task is not None:
+            self._cut = why
+            self._task.cancel()
+
+    def _stop_watching(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._drain._waits.discard(self)
+
     @staticmethod
     def _expired(kind: str, seconds: float) -> StreamTimeoutError:
         messages = {
@@ -143,7 +218,11 @@ class GuardedClient:
             inner = await self.wait(
                 lambda: stack.enter_async_context(opened), "headers", self.limits.headers_s
             )
-            yield _GuardedStream(self, inner)
+            self._drain._waits.add(self)  # for the waits between items, for the stream's life
+            try:
+                yield _GuardedStream(self, inner)
+            finally:
+                self._stop_watching()
 
     async def aclose(self) -> None:
         """The wrapped client is its owner's to close."""
@@ -165,4 +244,4 @@ class _GuardedStream:
         return self
 
     async def __anext__(self) -> Any:
-        return await self._guard.wait(lambda: anext(self._items), "idle", self._guard.limits.idle_s)
+        return await self._guard.wait_item(self._items)
