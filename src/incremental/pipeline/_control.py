@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from ..adapters._arq import ToolJob
@@ -206,6 +206,7 @@ class Interrupt:
         self.reason: str | None = None
         self._waiting = False
         self._sent = False
+        self._point = _Point(self)
 
     def fire(self, reason: str) -> None:
         if self.reason is not None:
@@ -215,23 +216,35 @@ class Interrupt:
             self._sent = True
             self._task.cancel()
 
-    @contextmanager
-    def point(self) -> Iterator[None]:
-        """A wait a cancel may cut short. Raises ``Interrupted`` if it is, or was already, cancelled."""
-        if self.reason is not None:
-            raise Interrupted(self.reason)
-        self._waiting = True
-        try:
-            yield
-        except asyncio.CancelledError:
-            if not self._sent:
-                raise
-            self._sent = False
-            if self._task.uncancel() > 0:
-                raise  # cancelled from elsewhere too
-            raise Interrupted(self.reason or "cancelled") from None
-        finally:
-            self._waiting = False
-            if self._sent:  # the wait swallowed our cancel: take it back; the next point raises
-                self._sent = False
-                self._task.uncancel()
+    def point(self) -> _Point:
+        """A wait a cancel may cut short (``with interrupt.point(): await ...``; one at a time). Raises
+        ``Interrupted`` if it is, or was already, cancelled."""
+        return self._point
+
+
+class _Point:
+    """``Interrupt.point``'s context manager: one for the ``Interrupt``'s life, since a stream enters it
+    for every chunk."""
+
+    __slots__ = ("_of",)
+
+    def __init__(self, of: Interrupt) -> None:
+        self._of = of
+
+    def __enter__(self) -> None:
+        of = self._of
+        if of.reason is not None:
+            raise Interrupted(of.reason)
+        of._waiting = True
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        of = self._of
+        of._waiting = False
+        if not of._sent:
+            return
+        of._sent = False
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            if of._task.uncancel() > 0:
+                return  # cancelled from elsewhere too
+            raise Interrupted(of.reason or "cancelled") from None
+        of._task.uncancel()  # the wait swallowed our cancel: take it back; the next point raises
