@@ -193,6 +193,7 @@ def test_a_bad_slot_count_or_wake_flag_is_refused_naming_its_variable(monkeypatc
         ("INCREMENTAL_TURN_SLOTS", "lots"),
         ("INCREMENTAL_MAX_JOBS", "0"),
         ("INCREMENTAL_WAKE", "maybe"),
+        ("INCREMENTAL_BATCH", "sometimes"),
         ("INCREMENTAL_ADMIT_LAG_MS", "-5"),
         ("INCREMENTAL_ADMIT_LAG_MS", "soon"),
     ):
@@ -201,6 +202,22 @@ def test_a_bad_slot_count_or_wake_flag_is_refused_naming_its_variable(monkeypatc
             with pytest.raises(ValueError, match=variable):
                 worker_options({"test": _toolsets.registry})
     assert worker_options({"test": _toolsets.registry}, turn_slots=0)["turn_slots"] == 0
+    monkeypatch.setenv("INCREMENTAL_BATCH", "0")
+    assert worker_options({"test": _toolsets.registry})["batch"] is False
+
+
+def test_a_worker_process_runs_on_uvloop_unless_told_not_to(monkeypatch: Any) -> None:
+    import pytest
+    import uvloop
+
+    from incremental.worker import _loop_factory
+
+    assert _loop_factory() is uvloop.new_event_loop
+    monkeypatch.setenv("INCREMENTAL_UVLOOP", "0")
+    assert _loop_factory() is None  # asyncio's own loop
+    monkeypatch.setenv("INCREMENTAL_UVLOOP", "perhaps")
+    with pytest.raises(ValueError, match="INCREMENTAL_UVLOOP"):
+        _loop_factory()
 
 
 async def test_a_job_goes_on_when_the_control_subscription_cannot_be_made(

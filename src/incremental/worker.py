@@ -73,6 +73,10 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                                                 3600): it dedupes a job id's enqueues; it holds the
                                                 job's arguments, which name a tool call's input and
                                                 never carry it
+    (the process)     INCREMENTAL_UVLOOP        1 (default): ``incremental worker`` (``run_worker``)
+                                                runs its event loop on uvloop, where it is installed
+                                                (the ``worker`` extra installs it, but on Windows);
+                                                0: on asyncio's own loop
     on_startup(state), on_shutdown(state)       your hooks; ``state`` is ``ToolContext.state``
     monitor_interval_s                          seconds between the safety net's checks of a turn
                                                 (default 5): how soon a lost stream job is noticed, and
@@ -534,7 +538,21 @@ def run_worker(settings_cls: Any, **overrides: Any) -> None:
     SIGINT: reconnecting through Redis outages (``serve_worker``), stopping gracefully on the first
     signal (``drain_worker``), at once on a second one."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_run_worker(settings_cls, overrides))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_run_worker(settings_cls, overrides))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it is installed and ``INCREMENTAL_UVLOOP`` is not 0, else asyncio's own. A
+    worker's CPU goes on its sockets and callbacks (every stream event, every Redis reply), which uvloop
+    runs in C."""
+    if not _flag("INCREMENTAL_UVLOOP", True):
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _run_worker(settings_cls: Any, overrides: dict[str, Any]) -> None:
