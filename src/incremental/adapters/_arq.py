@@ -52,6 +52,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._arq_worker import ALIVE_PREFIX, ALIVE_TTL_S, wake_key
+from ._checkout import quick_checkout
 
 __all__ = [
     "ENQUEUE_LUA",
@@ -201,12 +202,13 @@ async def connect(url: str, queue: str | None = None, *, outage_s: float = DEFAU
         await probe.ping()
     finally:
         await probe.aclose()
-    return await create_pool(
+    pool = await create_pool(
         resilient(RedisSettings.from_dsn(url), outage_s),
         job_serializer=json_serializer,
         job_deserializer=json_deserializer,
         default_queue_name=queue or default_queue_name,
     )
+    return quick_checkout(pool)
 
 
 async def job_alive(pool: ArqRedis, job_id: str) -> bool:
