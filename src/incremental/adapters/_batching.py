@@ -14,6 +14,9 @@ reply, or its own error, as if it had sent the command alone:
 - A caller cancelled while its batch is out gets nothing; its command may still run, as a command cut
   by a cancel may.
 
+A command someone is waiting for (a tool's enqueue, whose worker waits on it) goes at once instead,
+inside ``with sent_at_once():``, so a loop busy with many streams does not hold it for a turn.
+
 Only commands that answer at once are batched. A blocking one (``BLPOP``, ``XREAD ... BLOCK``, ``WAIT``),
 pub/sub, transactions and connection state go as before, on a connection of their own.
 """
@@ -21,12 +24,14 @@ pub/sub, transactions and connection state go as before, on a connection of thei
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-__all__ = ["BATCHED", "batch_commands"]
+__all__ = ["BATCHED", "batch_commands", "sent_at_once"]
 
 R = TypeVar("R", bound=Redis)
 
@@ -100,6 +105,20 @@ BATCHED = frozenset(
 )
 
 
+_AT_ONCE: ContextVar[bool] = ContextVar("incremental_sent_at_once", default=False)
+
+
+@contextmanager
+def sent_at_once() -> Iterator[None]:
+    """The commands this task sends in the block go to Redis at once, each on its own, not with the
+    next batch: for a command another process waits on."""
+    token = _AT_ONCE.set(True)
+    try:
+        yield
+    finally:
+        _AT_ONCE.reset(token)
+
+
 class _Batcher:
     def __init__(self, client: Redis) -> None:
         self._client = client
@@ -110,7 +129,7 @@ class _Batcher:
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         name = args[0]
-        if name not in BATCHED:
+        if name not in BATCHED or _AT_ONCE.get():
             return await self._send_alone(*args, **options)
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from ..adapters._arq import ToolJob
+from ..adapters._batching import sent_at_once
 from ..events import (
     EVENT_MODELS,
     RESULT_KIND,
@@ -103,15 +104,16 @@ async def enqueue_tool_job(
         "tool_use_id": job.tool_use_id,
         "name": job.name,
     }
-    outcome = await svc.store.enqueue_tool_logged(
-        job,
-        svc.events,
-        ToolEnqueuedEvent(**ids, duplicate=False),
-        args=args,
-        ready=ready,
-        waiting=waiting,
-        before=before,
-    )
+    with sent_at_once():  # a worker waits for it: not held for the stream worker's next loop turn
+        outcome = await svc.store.enqueue_tool_logged(
+            job,
+            svc.events,
+            ToolEnqueuedEvent(**ids, duplicate=False),
+            args=args,
+            ready=ready,
+            waiting=waiting,
+            before=before,
+        )
     if outcome == "paused":
         if await svc.store.hold_if_paused(job.run_id, job.to_dict()):
             await svc.events.append(ToolPausedEvent(**ids))
