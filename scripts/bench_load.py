@@ -11,6 +11,8 @@ on a private redis-server; N runs started at once through ``incremental.Runner``
 For each N, from the runs' event logs and Redis's own counters:
 
     ready -> started      p50 and p99 over every call: the parser says ToolReady -> a worker starts it
+                          (``--breakdown``: split at the enqueue, the stream's worker's part and the
+                          tool's worker's)
     tools/s               calls finished / the batch's wall time, beside the ideal (every run as fast
                           as one run alone: N x 8 / the single run's ideal time)
     run time              p50 of the runs' own time, beside the ideal of one run (max over its calls of
@@ -241,6 +243,8 @@ async def one_load(
     after = await command_counts(redis)
     cpu_after = await cpu_now(redis, pids)
     starts: list[float] = []
+    queued: list[float] = []  # ready -> enqueued: the stream's worker
+    taken: list[float] = []  # enqueued -> started: the tool's worker
     run_times: list[float] = []
     ideals: list[float] = []
     states: dict[str, int] = {}
@@ -260,6 +264,9 @@ async def one_load(
         for tool in result.tools:
             if tool.ready_at is not None and tool.started_at is not None:
                 starts.append((tool.started_at - tool.ready_at) * 1000)
+                if tool.enqueued_at is not None:
+                    queued.append((tool.enqueued_at - tool.ready_at) * 1000)
+                    taken.append((tool.started_at - tool.enqueued_at) * 1000)
             if tool.finished_at is not None:
                 finished_tools += 1
                 last = max(last, tool.finished_at)
@@ -282,6 +289,10 @@ async def one_load(
         "states": states,
         "start_p50": pct(starts, 50),
         "start_p99": pct(starts, 99),
+        "split": {
+            "ready->enqueued": (pct(queued, 50), pct(queued, 99)),
+            "enqueued->started": (pct(taken, 50), pct(taken, 99)),
+        },
         "tools_s": finished_tools / wall if wall > 0 else 0.0,
         "ideal_tools_s": (n * TOOLS_PER_RUN / statistics.median(ideals))
         if ideals and statistics.median(ideals) > 0
@@ -415,6 +426,8 @@ async def main() -> int:
     )
     if args.breakdown:
         for r in rows:
+            split = ", ".join(f"{k} {p50:.1f} / {p99:.1f} ms" for k, (p50, p99) in r["split"].items())
+            print(f"\n{r['label']}, N={r['n']}: p50 / p99 {split}")
             if r["breakdown"]:
                 top = ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown"].items())
                 print(f"\n{r['label']}, N={r['n']}: client commands per tool: {top}")

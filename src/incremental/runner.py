@@ -81,6 +81,7 @@ class ToolCallResult(BaseModel):
     is_error: bool | None
     executions: int = Field(description="How many times a worker started it (more after a redelivery)")
     ready_at: float | None = Field(description="Wall time its input was complete and valid")
+    enqueued_at: float | None = Field(default=None, description="Wall time its job was queued for a worker")
     started_at: float | None
     finished_at: float | None
 
@@ -210,6 +211,7 @@ class Run:
                     is_error=recorded.is_error if recorded else tool.is_error,
                     executions=tool.executions,
                     ready_at=tool.ready_at,
+                    enqueued_at=tool.enqueued_at,
                     started_at=(recorded.started_at if recorded else None) or tool.started_at,
                     finished_at=(recorded.finished_at if recorded else None) or tool.reported_at,
                 )
