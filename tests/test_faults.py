@@ -332,12 +332,14 @@ async def test_a_worker_killed_mid_stream_after_a_dispatch_gets_the_turn_salvage
 # ---------------------------------------------------------------------------------------------- shutdown
 
 
+@pytest.mark.parametrize("tool_loop", ["1", "0"])
 async def test_sigterm_hands_a_running_tool_over_and_the_run_completes(
-    redis_url: str, fake_messages_api: FakeMessagesAPIFactory
+    redis_url: str, fake_messages_api: FakeMessagesAPIFactory, tool_loop: str
 ) -> None:
+    """With tools on a loop of their own (the default) and with one loop for everything."""
     tool_id = unique("toolu")
     api = await fake_messages_api([tool_turn([(tool_id, "sleepy", {"seconds": 3})]), final_turn()], speed=0)
-    env = {"INCREMENTAL_SHUTDOWN_GRACE": "0.3"}
+    env = {"INCREMENTAL_SHUTDOWN_GRACE": "0.3", "INCREMENTAL_TOOL_LOOP": tool_loop}
     first = worker_process(redis_url, api.url, **env)
     second = None
     try:
@@ -359,6 +361,7 @@ async def test_sigterm_hands_a_running_tool_over_and_the_run_completes(
     assert result.state == "completed", result.reason
     [tool] = result.tools
     assert tool.status == "ok" and tool.executions == 2
+    assert ("tools run on a loop of their own" in log_text) == (tool_loop == "1"), log_text
 
 
 async def test_sigterm_lets_a_stream_that_dispatched_finish_and_hands_over_one_that_did_not(

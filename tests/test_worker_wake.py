@@ -529,3 +529,69 @@ async def test_a_try_redelivered_before_its_first_execution_renewed_steps_back(r
         assert await pool.llen(key) == 0
         assert await pool.exists(f"inc:alive:{job_id}") == 0  # a job done takes its heartbeats
         assert await _job_keys(pool, job_id) == [0, 0, 0]
+
+
+async def test_a_job_enqueued_after_the_claims_clock_was_read_is_claimed_by_that_claim(
+    redis_url: str,
+) -> None:
+    """A busy worker reads its clock, then sends its claim a while later; a job enqueued in between is
+    popped by that claim (the rest of a burst), and must be claimed by it, not left for the sweep."""
+    from incremental.adapters._arq_worker import _TAKE, wake_key
+
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    try:
+        job_id = unique("late")
+        before = int(time.time() * 1000) - 300  # the worker's clock, read before the enqueue
+        assert await _enqueue(pool, "count_run", job_id, _job_id=job_id)
+        take = pool.register_script(_TAKE)
+        claimed, _ = await take(
+            keys=[queue, wake_key(queue), wake_key(queue, "inc:stream:x")],
+            args=[before, 30_000, "", 5, 0, "beat"],
+        )
+        assert claimed[0].decode() == job_id and claimed[1] != 0  # popped and claimed, in one call
+        assert await pool.exists(f"arq:in-progress:{job_id}") == 1
+    finally:
+        await pool.aclose()
+
+
+async def test_a_worker_of_one_kind_takes_only_its_kind_and_waits_long_when_idle(redis_url: str) -> None:
+    """The two loops of a worker process: one of tools only (``serve_turns=False``), one of turns only
+    (``max_jobs=0``). Each leaves the other's jobs queued, and an idle one is not woken every few ms by
+    the kind it has no slots for."""
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    tools = protocol_worker(redis_url, queue, sweep_s=3600, idle_s=1.0, serve_turns=False)
+    async with running(pool, tools):
+        stream, tool = f"inc:stream:{unique('s')}", unique("tool")
+        assert await _enqueue(pool, "count_run", unique("n"), _job_id=stream)
+        assert await _enqueue(pool, "count_run", tool, _job_id=tool)
+        assert await asyncio.wait_for(_result(pool, tool), TIMEOUT_S) == 1
+        assert await _job_keys(pool, stream) == [1, 0, 0]  # a turn job: queued, not claimed
+        before = await _blpops(pool)
+        await asyncio.sleep(1.5)
+        assert await _blpops(pool) - before <= 3  # waits of up to idle_s, not of 50 ms
+    turns = protocol_worker(redis_url, queue, sweep_s=0.2, max_jobs=0, turn_slots=5)
+    other = unique("tool")
+    pool = await connect(redis_url, queue)
+    async with running(pool, turns):
+        assert await asyncio.wait_for(_result(pool, stream), TIMEOUT_S) == 1  # the one tools left
+        assert await _enqueue(pool, "count_run", other, _job_id=other)
+        swept = turns._next_sweep
+
+        async def swept_twice() -> None:
+            nonlocal swept
+            for _ in range(2):
+                while turns._next_sweep == swept:
+                    await asyncio.sleep(0.02)
+                swept = turns._next_sweep
+
+        await asyncio.wait_for(swept_twice(), TIMEOUT_S)  # it read the whole queue since the enqueue
+        assert await _job_keys(pool, other) == [1, 0, 0]  # a tool: left for a worker of tools
+
+
+def test_a_worker_needs_a_slot_for_some_kind() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="needs a slot"):
+        protocol_worker("redis://127.0.0.1:1", unique("q"), max_jobs=0, serve_turns=False)

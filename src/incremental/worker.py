@@ -110,10 +110,12 @@ Every other keyword goes to arq's ``Worker`` as it is. Jobs are JSON on both sid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
 import signal
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -313,13 +315,14 @@ def worker_options(
             stream_limits=limits,
             retention=retention,
         )
-        services.client()  # the built-in client's HTTP pool is made now, not on the way to a request
+        if _part(ctx, "turns"):
+            services.client()  # the built-in client's HTTP pool is made now, not on the way to a request
         ctx["services"] = services
-        if on_startup is not None:
+        if on_startup is not None and _part(ctx, "tools"):
             await on_startup(shared)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        if on_shutdown is not None:
+        if on_shutdown is not None and _part(ctx, "tools"):
             await on_shutdown(shared)
         services: Services | None = ctx.get("services")
         if services is not None:
@@ -388,6 +391,12 @@ def worker_options(
     }
     options.update(arq_options)
     return options
+
+
+def _part(ctx: dict[str, Any], kind: str) -> bool:
+    """Whether this worker runs jobs of ``kind`` ("tools" or "turns"): a worker process's two loops
+    (``run_worker``) each run one kind; any other worker runs both."""
+    return kind in (ctx.get(_CTX) or {}).get("runs", ("tools", "turns"))
 
 
 def _claimed(ctx: dict[str, Any], lease_s: float) -> str | None:
@@ -556,34 +565,149 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _run_worker(settings_cls: Any, overrides: dict[str, Any]) -> None:
-    worker = make_worker(settings_cls, handle_signals=False, **overrides)
+    tools: _LoopThread | None = None
+    if _splits(settings_cls, overrides):
+        # Streams on this loop; tools on a loop of their own (see ``run_worker``).
+        worker = make_worker(
+            settings_cls,
+            handle_signals=False,
+            **{**overrides, "max_jobs": 0, "ctx": _ctx(settings_cls, "turns")},
+        )
+        tools = _LoopThread(
+            lambda: make_worker(
+                settings_cls,
+                handle_signals=False,
+                **{**overrides, "serve_turns": False, "ctx": _ctx(settings_cls, "tools")},
+            )
+        )
+        await tools.start()
+        logger.info("streams run on this thread's loop; tools run on a loop of their own (a thread)")
+    else:
+        worker = make_worker(settings_cls, handle_signals=False, **overrides)
     loop = asyncio.get_running_loop()
-    stopping: list[asyncio.Task[None]] = []
+    stopping: list[asyncio.Future[Any]] = []
     served = asyncio.create_task(serve_worker(worker), name="incremental-worker")
 
+    def stop(at_once: bool) -> None:
+        limits: tuple[float | None, float | None] = (0, 0) if at_once else (None, None)
+        stopping.append(asyncio.create_task(drain_worker(worker, *limits)))
+        if tools is not None:
+            stopping.append(asyncio.ensure_future(tools.run(lambda w: drain_worker(w, *limits))))
+
     def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
         if not stopping:
-            logger.info("%s: finishing running jobs, then stopping", signal.Signals(signum).name)
-            stopping.append(asyncio.create_task(drain_worker(worker)))
+            logger.info("%s: finishing running jobs, then stopping", name)
+            stop(at_once=False)
         else:
-            name = signal.Signals(signum).name
             logger.info("%s again: handing over what can be, cancelling the rest", name)
-            stopping.append(asyncio.create_task(drain_worker(worker, 0, 0)))
+            stop(at_once=True)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        await asyncio.wait([served], return_when=asyncio.FIRST_COMPLETED)
+        parts: list[asyncio.Future[Any]] = [served] if tools is None else [served, tools.done]
+        await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        if not stopping and any(p.done() for p in parts) and tools is not None:
+            # One loop stopped on its own (it failed): the other one stops too, and the failure is raised.
+            logger.error("a worker loop of this process stopped; stopping the other one")
+            stop(at_once=False)
         if stopping:
             await asyncio.gather(*stopping, return_exceptions=True)
+            await asyncio.wait(parts)
         elif not served.cancelled() and served.exception() is None:
             await worker.close()  # burst mode: the queue is empty
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-    failure = None if served.cancelled() else served.exception()
-    if failure is not None:
-        raise failure
+    for part in [served] if tools is None else [served, tools.done]:
+        failure = None if part.cancelled() or not part.done() else part.exception()
+        if failure is not None:
+            raise failure
+
+
+def _splits(settings_cls: Any, overrides: dict[str, Any]) -> bool:
+    """Whether this process runs its tools on a loop of their own (``INCREMENTAL_TOOL_LOOP``): when its
+    streams have slots of their own, it waits for pushes, and it is not a burst."""
+
+    def value(name: str, default: Any) -> Any:
+        return overrides.get(name, getattr(settings_cls, name, default))
+
+    return (
+        _flag("INCREMENTAL_TOOL_LOOP", True)
+        and int(value("turn_slots", 0)) > 0
+        and int(value("max_jobs", 10)) > 0
+        and bool(value("wake", True))
+        and not value("burst", False)
+    )
+
+
+def _ctx(settings_cls: Any, runs: str) -> dict[str, Any]:
+    """A worker's own ctx (the settings' one copied: arq keeps its connections and services there),
+    saying which kind of job it runs (``_part``)."""
+    ctx = dict(getattr(settings_cls, "ctx", None) or {})
+    ctx[_CTX] = {**(ctx.get(_CTX) or {}), "runs": (runs,)}
+    return ctx
+
+
+class _LoopThread:
+    """A worker served on an event loop of its own, in a thread of this process: ``start`` it, ``run``
+    a coroutine on its loop, and ``done`` (on the loop that started it) resolves when it stops."""
+
+    def __init__(self, make: Callable[[], ArqWorker]) -> None:
+        self._make = make
+        self.worker: ArqWorker | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._made = threading.Event()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def start(self) -> None:
+        caller = asyncio.get_running_loop()
+
+        def ended(failure: BaseException | None) -> None:
+            if self.done.done():
+                return
+            if failure is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(failure)
+
+        def main() -> None:
+            failure: BaseException | None = None
+            try:
+                with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                    runner.run(self._serve())
+            except asyncio.CancelledError:
+                pass  # stopped (``drain_worker`` cancels the worker's loop)
+            except BaseException as exc:
+                failure = exc
+            finally:
+                self._made.set()
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+                caller.call_soon_threadsafe(ended, failure)
+
+        threading.Thread(target=main, name="incremental-tools", daemon=True).start()
+        await asyncio.to_thread(self._made.wait)
+        if self.worker is None:
+            await self.done  # it failed before its worker was made: raises why
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        try:
+            self.worker = self._make()
+        finally:
+            self._made.set()
+        await serve_worker(self.worker)
+
+    async def run(self, job: Callable[[ArqWorker], Awaitable[Any]]) -> Any:
+        """``job(worker)`` on the thread's loop, awaited from the caller's."""
+        assert self.loop is not None and self.worker is not None
+        worker = self.worker
+
+        async def call() -> Any:
+            return await job(worker)
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), self.loop))
 
 
 async def create_pool(redis_url: str | None = None) -> ArqRedis:

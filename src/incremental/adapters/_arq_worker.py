@@ -59,6 +59,7 @@ from arq.worker import JobExecutionFailed, Retry, RetryJob, get_kwargs
 from arq.worker import Worker as ArqWorker
 
 from ._batching import batch_commands
+from ._checkout import open_connections, quick_checkout
 
 __all__ = [
     "ALIVE_PREFIX",
@@ -89,6 +90,9 @@ _ADMIT_BURST = 5
 _ADMIT_RATE = 100.0
 
 _RETRY_TTL_S = 88_400  # how long a job's try count is kept (arq's figure)
+# Connections a worker opens at start: a busy worker has this many commands out at once, and a burst
+# that finds them made does not wait for new ones (``adapters._checkout``).
+_CONNECTIONS = 32
 
 # Claim and start an id that is due and not in progress: mark it in progress, count its try, read its
 # payload, and write the first heartbeat of this execution under ``beat`` (a name no other claim uses;
@@ -107,6 +111,16 @@ local function claim(queue, id, now, claim_ms, beat)
   end
   return 0
 end
+
+-- The time a claim compares due times with: the worker's ``now`` (ms) when it made the call, moved up
+-- to Redis's own clock, by at most a second. A job enqueued between the worker reading its clock and
+-- the call running (a busy loop takes a while to send it) is due, and is claimed: the id is popped in
+-- this same call, and would otherwise wait, queued, for the next sweep.
+local function claim_now(given)
+  local t = redis.call('TIME')
+  local server = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return math.max(given, math.min(server, given + 1000))
+end
 """
 
 # KEYS: the queue; ARGV: now (ms), the claim (ms), the heartbeat name, then the ids. ``claim``'s answer
@@ -115,7 +129,7 @@ _CLAIM = (
     CLAIM_LUA
     + """
 local out = {}
-local now = tonumber(ARGV[1])
+local now = claim_now(tonumber(ARGV[1]))
 for i = 4, #ARGV do out[#out + 1] = claim(KEYS[1], ARGV[i], now, ARGV[2], ARGV[3]) end
 return out
 """
@@ -129,7 +143,7 @@ return out
 _TAKE = (
     CLAIM_LUA
     + """
-local now = tonumber(ARGV[1])
+local now = claim_now(tonumber(ARGV[1]))
 local ids, deferred, out = {}, {}, {}
 local function note(id)
   if string.sub(id, 1, 1) == '~' then deferred[#deferred + 1] = string.sub(id, 2) else ids[#ids + 1] = id end
@@ -236,7 +250,9 @@ class Worker(ArqWorker):
     has caught up (0: no such limit; see ``_watch_lag``). ``lease_s``: a claim marks a job in progress
     this far ahead (its job's lease renews it; see
     ``adapters._arq.job_lease``), instead of for arq's whole job timeout. ``batch``: False sends each
-    of the jobs' commands on its own (``adapters._batching``)."""
+    of the jobs' commands on its own (``adapters._batching``). ``serve_turns``: False leaves the jobs
+    that drive turns to other workers (a worker of tools only); ``max_jobs=0`` with ``turn_slots``
+    makes one of turns only."""
 
     def __init__(
         self,
@@ -248,6 +264,7 @@ class Worker(ArqWorker):
         lease_s: float | None = None,
         admit_lag_ms: float = 20.0,
         batch: bool = True,
+        serve_turns: bool = True,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("allow_abort_jobs"):
@@ -262,6 +279,9 @@ class Worker(ArqWorker):
         super().__init__(*args, **kwargs)
         self.tool_slots, self.turn_slots = tool_slots, max(turn_slots, 0)
         self.wake, self.sweep_s, self.idle_s, self.batch = wake, sweep_s, idle_s, batch
+        self.serve_turns = serve_turns
+        if tool_slots <= 0 and (turn_slots <= 0 or not serve_turns):
+            raise ValueError("a worker needs a slot for some kind of job: max_jobs or turn_slots")
         self.admit_lag_s = max(float(admit_lag_ms), 0.0) / 1000
         self._busy_until = 0.0  # on the loop's clock: no new stream before then
         self._allowance, self._allowance_at = float(_ADMIT_BURST), 0.0  # new streams it may start now
@@ -301,11 +321,19 @@ class Worker(ArqWorker):
         tools, turns = self._running()
         if self.turn_slots == 0:
             free = max(self.tool_slots - tools - turns, 0)
-            return free, free
-        return max(self.tool_slots - tools, 0), max(self.turn_slots - turns, 0)
+            return free, free if self.serve_turns else 0
+        return max(self.tool_slots - tools, 0), max(self.turn_slots - turns, 0) if self.serve_turns else 0
 
     def _has_room(self) -> bool:
         return any(self._room())
+
+    def _a_kind_is_full(self) -> bool:
+        """Whether every slot of a kind this worker serves is taken (a kind it does not serve, such as
+        the tools of a worker of turns only, is not full: it has no slots)."""
+        tools, turns = self._room()
+        serves_tools = self.tool_slots > 0
+        serves_turns = self.serve_turns and (self.turn_slots > 0 or serves_tools)
+        return (serves_tools and tools == 0) or (serves_turns and turns == 0)
 
     # ------------------------------------------------------------------ admission of streams
 
@@ -316,6 +344,8 @@ class Worker(ArqWorker):
         for a worker with room, or for itself once it has caught up. New streams are taken a few at a
         time (``_streams_allowed``), so a burst of runs is spread while the lag shows."""
         if self._tick is not None or not self.wake or self.admit_lag_s <= 0 or self.turn_slots == 0:
+            return
+        if not self.serve_turns:
             return
         loop = asyncio.get_running_loop()
         due = loop.time() + _LAG_TICK_S
@@ -364,6 +394,9 @@ class Worker(ArqWorker):
         for raw in job_ids:
             job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             if job_id in self.tasks or job_id in chosen:
+                continue
+            if not self.serve_turns and is_turn_job(job_id):
+                left.append(job_id)  # another worker's (``serve_turns``)
                 continue
             if is_turn_job(job_id) and self.turn_slots > 0:
                 stream = is_stream_job(job_id)
@@ -425,7 +458,7 @@ class Worker(ArqWorker):
                 if self.turn_slots == 0:
                     turns -= 1
         # One pool: the room is shared, taken from the tool list first. Else as many streams as allowed.
-        turns = 0 if self.turn_slots == 0 else min(turns, self._streams_allowed())
+        turns = 0 if self.turn_slots == 0 or not self.serve_turns else min(turns, self._streams_allowed())
         beat = self._beat_name()
         claimed, deferred = await self._take(
             keys=[self.queue_name, *self.wake_keys],
@@ -439,8 +472,8 @@ class Worker(ArqWorker):
         return [d.decode() if isinstance(d, bytes) else str(d) for d in deferred]
 
     async def main(self) -> None:
-        if self._pool is None and self.batch:
-            self._pool = batch_commands(
+        if self._pool is None:
+            pool = quick_checkout(
                 await create_pool(
                     self.redis_settings,
                     job_deserializer=self.job_deserializer,
@@ -449,6 +482,8 @@ class Worker(ArqWorker):
                     expires_extra_ms=self.expires_extra_ms,
                 )
             )
+            self._pool = batch_commands(pool) if self.batch else pool
+            await open_connections(pool, _CONNECTIONS)
         await super().main()
 
     def handle_sig(self, signum: Any) -> None:
@@ -695,7 +730,7 @@ class Worker(ArqWorker):
 
     def _wait_s(self, loop: asyncio.AbstractEventLoop) -> float:
         wait = min(self.idle_s, max(self._next_sweep - loop.time(), 0.0))
-        if 0 in self._room():
+        if self._a_kind_is_full():
             # A pop cannot be cut short when a slot frees: while a kind is full, look again soon, so a
             # freed slot takes the next announced job of its kind.
             wait = min(wait, _FULL_WAIT_S)
@@ -773,7 +808,7 @@ class Worker(ArqWorker):
 def make_worker(settings_cls: Any, **overrides: Any) -> Worker:
     """A ``Worker`` from a ``WorkerSettings`` class (as ``arq.worker.create_worker`` makes arq's)."""
     values = {**get_kwargs(settings_cls), **overrides}
-    for name in ("turn_slots", "wake", "sweep_s", "idle_s", "lease_s", "admit_lag_ms"):
+    for name in ("turn_slots", "wake", "sweep_s", "idle_s", "lease_s", "admit_lag_ms", "batch"):
         if hasattr(settings_cls, name) and name not in overrides:
             values[name] = getattr(settings_cls, name)
     return Worker(**values)
