@@ -595,3 +595,25 @@ def test_a_worker_needs_a_slot_for_some_kind() -> None:
 
     with pytest.raises(ValueError, match="needs a slot"):
         protocol_worker("redis://127.0.0.1:1", unique("q"), max_jobs=0, serve_turns=False)
+
+
+async def test_an_execution_that_steps_back_after_its_job_was_done_elsewhere_leaves_no_trace(
+    redis_url: str,
+) -> None:
+    """The second try of a job steps back (``Retry`` with a defer) just after the first one finished the
+    job: the job is not queued again (a due time with no job would be claimed as an expired one)."""
+    from incremental.adapters._arq_worker import _FINISH, wake_key
+
+    queue = unique("q")
+    pool = await connect(redis_url, queue)
+    try:
+        job_id = unique("done")
+        finish = pool.register_script(_FINISH)
+        ended = await finish(
+            keys=[queue, wake_key(queue, job_id)], args=[job_id, "again", "", 0, 3000, 0, "b"]
+        )
+        assert ended == 0
+        assert await pool.zscore(queue, job_id) is None
+        assert await pool.llen(wake_key(queue, job_id)) == 0
+    finally:
+        await pool.aclose()

@@ -168,7 +168,8 @@ return {out, deferred}
 # again: its claim goes, and it is announced at once, or after a defer that moves its due time), the
 # result ('' for none), the result's life in ms (0: for ever), the defer in ms (0: none), how long a
 # cron job's claim stays (ms, 0: it goes), the heartbeat its claim wrote (it goes; a job done takes
-# all its heartbeats with it). KEYS: the queue, its wake list.
+# all its heartbeats with it). A job to run again that is no longer queued (another execution of it
+# finished meanwhile) is left alone. KEYS: the queue, its wake list.
 _FINISH = f"""
 local id = ARGV[1]
 local claim = '{in_progress_key_prefix}' .. id
@@ -191,6 +192,9 @@ if ARGV[2] == 'done' then
   return 1
 end
 redis.call('HDEL', '{ALIVE_PREFIX}' .. id, ARGV[7])
+if not redis.call('ZSCORE', KEYS[1], id) then
+  return 0  -- another execution finished it meanwhile: nothing to run again
+end
 if ARGV[5] ~= '0' then
   redis.call('ZINCRBY', KEYS[1], ARGV[5], id)
   redis.call('RPUSH', KEYS[2], '~' .. id)
