@@ -74,9 +74,16 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                                                 job's arguments, which name a tool call's input and
                                                 never carry it
     (the process)     INCREMENTAL_UVLOOP        1 (default): ``incremental worker`` (``run_worker``)
-                                                runs its event loop on uvloop, where it is installed
+                                                runs its event loops on uvloop, where it is installed
                                                 (the ``worker`` extra installs it, but on Windows);
                                                 0: on asyncio's own loop
+    (the process)     INCREMENTAL_TOOL_LOOP     1 (default): ``incremental worker`` runs tools on an
+                                                event loop of their own, in a thread, and streams on
+                                                the main one, so a tool's start never waits for the
+                                                events of the streams the process reads (when streams
+                                                have slots of their own); 0: one loop for everything.
+                                                Your ``on_startup``/``on_shutdown`` run on the tools'
+                                                loop, where your tools use what they make
     on_startup(state), on_shutdown(state)       your hooks; ``state`` is ``ToolContext.state``
     monitor_interval_s                          seconds between the safety net's checks of a turn
                                                 (default 5): how soon a lost stream job is noticed, and
