@@ -574,17 +574,19 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 async def _run_worker(settings_cls: Any, overrides: dict[str, Any]) -> None:
     tools: _LoopThread | None = None
     if _splits(settings_cls, overrides):
-        # Streams on this loop; tools on a loop of their own (see ``run_worker``).
+        # Streams on this loop; tools on a loop of their own (see ``run_worker``). Each loop reads the
+        # whole queue half as often, so the process reads it as often as one loop would.
+        sweep = 2 * float(overrides.get("sweep_s", getattr(settings_cls, "sweep_s", _SWEEP_S)))
         worker = make_worker(
             settings_cls,
             handle_signals=False,
-            **{**overrides, "max_jobs": 0, "ctx": _ctx(settings_cls, "turns")},
+            **{**overrides, "max_jobs": 0, "sweep_s": sweep, "ctx": _ctx(settings_cls, "turns")},
         )
         tools = _LoopThread(
             lambda: make_worker(
                 settings_cls,
                 handle_signals=False,
-                **{**overrides, "serve_turns": False, "ctx": _ctx(settings_cls, "tools")},
+                **{**overrides, "serve_turns": False, "sweep_s": sweep, "ctx": _ctx(settings_cls, "tools")},
             )
         )
         await tools.start()
@@ -631,6 +633,9 @@ async def _run_worker(settings_cls: Any, overrides: dict[str, Any]) -> None:
         failure = None if part.cancelled() or not part.done() else part.exception()
         if failure is not None:
             raise failure
+
+
+_SWEEP_S = 2.0  # incremental's Worker's default ``sweep_s``
 
 
 def _splits(settings_cls: Any, overrides: dict[str, Any]) -> bool:
