@@ -10,7 +10,7 @@ import pytest
 from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.asyncio import Redis
 
-from incremental.adapters._checkout import open_connections, quick_checkout
+from incremental.adapters._checkout import quick_checkout
 
 
 def unique(prefix: str) -> str:
@@ -71,16 +71,5 @@ async def test_the_connections_of_a_burst_are_made_side_by_side_and_kept(redis_u
             await client.rpush(key, "x")
         assert [popped[1] for popped in await asyncio.wait_for(asyncio.gather(*pops), 30)] == [b"x"] * 20
         assert len(client.connection_pool._available_connections) >= 20  # back in the pool, for later
-    finally:
-        await client.aclose()
-
-
-async def test_connections_opened_at_start_wait_idle_in_the_pool(redis_url: str) -> None:
-    client = quick_checkout(Redis.from_url(redis_url))
-    try:
-        await open_connections(client, 5)
-        pool = client.connection_pool
-        assert len(pool._available_connections) == 5 and not pool._in_use_connections
-        assert all(c.is_connected for c in pool._available_connections)
     finally:
         await client.aclose()

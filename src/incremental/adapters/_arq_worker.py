@@ -59,7 +59,7 @@ from arq.worker import JobExecutionFailed, Retry, RetryJob, get_kwargs
 from arq.worker import Worker as ArqWorker
 
 from ._batching import batch_commands
-from ._checkout import open_connections, quick_checkout
+from ._checkout import quick_checkout
 
 __all__ = [
     "ALIVE_PREFIX",
@@ -90,9 +90,6 @@ _ADMIT_BURST = 5
 _ADMIT_RATE = 100.0
 
 _RETRY_TTL_S = 88_400  # how long a job's try count is kept (arq's figure)
-# Connections a worker opens at start: a busy worker has this many commands out at once, and a burst
-# that finds them made does not wait for new ones (``adapters._checkout``).
-_CONNECTIONS = 32
 
 # Claim and start an id that is due and not in progress: mark it in progress, count its try, read its
 # payload, and write the first heartbeat of this execution under ``beat`` (a name no other claim uses;
@@ -487,7 +484,6 @@ class Worker(ArqWorker):
                 )
             )
             self._pool = batch_commands(pool) if self.batch else pool
-            await open_connections(pool, _CONNECTIONS)
         await super().main()
 
     def handle_sig(self, signum: Any) -> None:

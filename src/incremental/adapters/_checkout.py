@@ -18,12 +18,11 @@ connection whose command was cut before its reply was read, so a connection back
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, TypeVar, cast
 
 from redis.asyncio import ConnectionPool, Redis
 
-__all__ = ["open_connections", "quick_checkout"]
+__all__ = ["quick_checkout"]
 
 R = TypeVar("R", bound=Redis)
 
@@ -76,13 +75,3 @@ def quick_checkout(client: R) -> R:
     pool.get_connection = get_connection
     pool._quick_checkout = True  # type: ignore[attr-defined]
     return client
-
-
-async def open_connections(client: Redis, count: int) -> None:
-    """Open ``count`` connections of ``client``'s pool now (they wait, idle, in the pool), so that the
-    first burst of commands finds them made rather than makes them."""
-    pool = client.connection_pool
-    connections = await asyncio.gather(*(pool.get_connection() for _ in range(count)), return_exceptions=True)
-    for connection in connections:
-        if not isinstance(connection, BaseException):
-            await pool.release(connection)
