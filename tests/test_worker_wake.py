@@ -95,21 +95,13 @@ async def test_two_workers_claim_each_of_many_jobs_once(redis_url: str) -> None:
     queue = unique("q")
     pool = await connect(redis_url, queue)
     workers = [plain_worker(redis_url, queue, max_jobs=7) for _ in range(2)]
-    tasks = [asyncio.create_task(w.main()) for w in workers]
-    try:
+    async with running(pool, *workers):
         keys = [unique("job") for _ in range(60)]
         for key in keys:
             assert await _enqueue(pool, "count_run", key, _job_id=key)
         results = await asyncio.wait_for(asyncio.gather(*(_result(pool, k) for k in keys)), TIMEOUT_S)
         assert results == [1] * len(keys)  # each ran once: its counter went to 1, never 2
         assert sum(w.jobs_complete for w in workers) == len(keys)
-    finally:
-        for w in workers:
-            await w.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.aclose()
 
 
 async def test_tools_run_while_streams_are_open_even_with_one_tool_slot(
@@ -218,6 +210,21 @@ def test_a_worker_process_runs_on_uvloop_unless_told_not_to(monkeypatch: Any) ->
     monkeypatch.setenv("INCREMENTAL_UVLOOP", "perhaps")
     with pytest.raises(ValueError, match="INCREMENTAL_UVLOOP"):
         _loop_factory()
+
+
+def test_a_worker_process_splits_its_loops_unless_told_not_to(monkeypatch: Any) -> None:
+    import pytest
+
+    from incremental.worker import _splits, settings
+
+    worker_settings = settings({"test": _toolsets.registry})
+    assert _splits(worker_settings, {})
+    assert not _splits(worker_settings, {"turn_slots": 0})  # streams share the tool slots: one loop
+    monkeypatch.setenv("INCREMENTAL_TOOL_LOOP", "0")
+    assert not _splits(worker_settings, {})
+    monkeypatch.setenv("INCREMENTAL_TOOL_LOOP", "two")
+    with pytest.raises(ValueError, match="INCREMENTAL_TOOL_LOOP"):
+        _splits(worker_settings, {})
 
 
 async def test_a_job_goes_on_when_the_control_subscription_cannot_be_made(

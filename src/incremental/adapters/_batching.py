@@ -159,8 +159,12 @@ class _Batcher:
                 replies = await pipe.execute(raise_on_error=False)
         except BaseException as exc:  # the connection (or the send) failed: every caller hears of it
             for _, _, reply in live:
-                if not reply.done():
+                if reply.done():
+                    continue
+                if isinstance(exc, Exception):
                     reply.set_exception(exc)
+                else:
+                    reply.cancel()  # the send itself was cancelled (the loop is closing): so are they
             if not isinstance(exc, Exception):
                 raise
             return
