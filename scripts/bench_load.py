@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -219,6 +220,7 @@ async def one_load(
     workdir: Path,
     monitor: Monitor | None,
     pids: dict[str, list[int]],
+    samples: str | None = None,
 ) -> dict[str, Any]:
     counter = Counter()
     cpu_before = await cpu_now(redis, pids)
@@ -250,6 +252,7 @@ async def one_load(
     states: dict[str, int] = {}
     finished_tools = 0
     last = began
+    rows: list[dict[str, Any]] = []  # one a call, for ``--samples``
     for run in runs:
         result = await run.result(timeout=30)
         state = result.state
@@ -267,9 +270,24 @@ async def one_load(
                 if tool.enqueued_at is not None:
                     queued.append((tool.enqueued_at - tool.ready_at) * 1000)
                     taken.append((tool.started_at - tool.enqueued_at) * 1000)
+                rows.append(
+                    {
+                        "n": n,
+                        "run": run.id,
+                        "tool": tool.id,
+                        "ready_s": tool.ready_at - began,
+                        "enqueued_ms": None
+                        if tool.enqueued_at is None
+                        else (tool.enqueued_at - tool.ready_at) * 1000,
+                        "started_ms": (tool.started_at - tool.ready_at) * 1000,
+                    }
+                )
             if tool.finished_at is not None:
                 finished_tools += 1
                 last = max(last, tool.finished_at)
+    if samples:
+        with open(samples, "a") as out:
+            out.writelines(json.dumps(row) + "\n" for row in rows)
     wall = last - began
     tools = max(finished_tools, 1)
     commands = after[0] - before[0] - counter.sent - 2
@@ -354,10 +372,12 @@ async def measure(
                         if monitor is not None:
                             async with monitor:
                                 row = await one_load(
-                                    runner, redis, n, args.simulate, Path(tmp), monitor, pids
+                                    runner, redis, n, args.simulate, Path(tmp), monitor, pids, args.samples
                                 )
                         else:
-                            row = await one_load(runner, redis, n, args.simulate, Path(tmp), None, pids)
+                            row = await one_load(
+                                runner, redis, n, args.simulate, Path(tmp), None, pids, args.samples
+                            )
                         row.update(label=label, idle=idle)
                         rows.append(row)
                         print(_line(row), flush=True)
@@ -389,6 +409,9 @@ async def main() -> int:
         "--monitor-max", type=int, default=20, help="count client commands (MONITOR) for N up to this"
     )
     ap.add_argument("--trace", help="append every client command MONITOR saw to this file")
+    ap.add_argument(
+        "--samples", help="append one JSON line per call (ready time, its enqueue and start) to this file"
+    )
     ap.add_argument("--breakdown", action="store_true", help="print the client commands per tool by name")
     ap.add_argument(
         "--baseline", action="store_true", help="also run the loads on arq's own worker (polling, one pool)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -249,6 +250,31 @@ def test_key_for_reads_a_field_or_calls_a_function() -> None:
     assert spec_of(place, concurrency_key="quantity").key_for(order) == "3"
     assert spec_of(place, concurrency_key=lambda a: f"q{a.quantity}").key_for(order) == "q3"
     assert spec_of(place, concurrency_key=lambda a: None).key_for(order) is None
+
+
+def test_key_for_passes_the_workspace_to_a_function_that_takes_it() -> None:
+    """Whether a key function takes the workspace is read once a function; callables that cannot be
+    remembered (unhashable) and bound methods (a new object each time) still get it right."""
+    order = Order(customer="ada", quantity=3)
+    where = Path("/runs/one")
+
+    def with_workspace(args: Order, workspace: Path | None) -> str:
+        return f"{workspace}/{args.customer}"
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, args: Order, workspace: Path | None) -> str:
+            return f"{workspace}!{args.quantity}"
+
+    class Keys:
+        def of(self, args: Order) -> str:
+            return args.customer.upper()
+
+    for _ in range(2):  # the second time from what was remembered
+        assert spec_of(place, concurrency_key=with_workspace).key_for(order, where) == "/runs/one/ada"
+        assert spec_of(place, concurrency_key=Unhashable()).key_for(order, where) == "/runs/one!3"
+        assert spec_of(place, concurrency_key=Keys().of).key_for(order, where) == "ADA"
 
 
 # --- the context --------------------------------------------------------------------------------------

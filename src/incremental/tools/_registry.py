@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +144,22 @@ class ToolSpec:
 
 
 def _takes_workspace(fn: Callable[..., Any]) -> bool:
-    """Whether a key function takes ``(args, workspace)`` rather than ``(args)``."""
+    """Whether a key function takes ``(args, workspace)`` rather than ``(args)``: read once a function
+    (a signature costs more than most keys), each time for one that cannot be a dict key."""
+    try:
+        return _KEY_TAKES_WORKSPACE[fn]
+    except KeyError:
+        pass
+    except TypeError:
+        return _binds_two(fn)
+    takes = _KEY_TAKES_WORKSPACE[fn] = _binds_two(fn)
+    return takes
+
+
+_KEY_TAKES_WORKSPACE: weakref.WeakKeyDictionary[Callable[..., Any], bool] = weakref.WeakKeyDictionary()
+
+
+def _binds_two(fn: Callable[..., Any]) -> bool:
     try:
         inspect.signature(fn).bind(None, None)
     except (TypeError, ValueError):
