@@ -6,7 +6,9 @@
 The workload: the recorded 8-tool, two-turn app-builder conversation, served by the loopback fake
 Messages API (its own process) at ``--speed`` times the recorded pace, every tool a simulated job of
 ``--simulate`` seconds; ``--workers`` processes of ``incremental worker workers.settings.WorkerSettings``
-on a private redis-server; N runs started at once through ``incremental.Runner``.
+on a private redis-server; N runs started at once through ``incremental.Runner`` (``--spread S``: evenly
+over S seconds). Started at once, the runs play the same recording in step: the calls of all N become
+ready within some tens of ms of each other, twice a run, the hardest case for dispatch.
 
 For each N, from the runs' event logs and Redis's own counters:
 
@@ -221,6 +223,7 @@ async def one_load(
     monitor: Monitor | None,
     pids: dict[str, list[int]],
     samples: str | None = None,
+    spread: float = 0.0,
 ) -> dict[str, Any]:
     counter = Counter()
     cpu_before = await cpu_now(redis, pids)
@@ -228,6 +231,8 @@ async def one_load(
     began = time.time()
     runs = []
     for i in range(n):
+        if spread > 0:  # run i starts i/n of the way through the spread
+            await asyncio.sleep(max(began + spread * i / n - time.time(), 0.0))
         workspace = workdir / f"n{n}-{i}-{time.monotonic_ns()}"
         workspace.mkdir()
         runs.append(
@@ -276,6 +281,7 @@ async def one_load(
                         "run": run.id,
                         "tool": tool.id,
                         "ready_s": tool.ready_at - began,
+                        "ready_at": tool.ready_at,
                         "enqueued_ms": None
                         if tool.enqueued_at is None
                         else (tool.enqueued_at - tool.ready_at) * 1000,
@@ -372,11 +378,27 @@ async def measure(
                         if monitor is not None:
                             async with monitor:
                                 row = await one_load(
-                                    runner, redis, n, args.simulate, Path(tmp), monitor, pids, args.samples
+                                    runner,
+                                    redis,
+                                    n,
+                                    args.simulate,
+                                    Path(tmp),
+                                    monitor,
+                                    pids,
+                                    args.samples,
+                                    args.spread,
                                 )
                         else:
                             row = await one_load(
-                                runner, redis, n, args.simulate, Path(tmp), None, pids, args.samples
+                                runner,
+                                redis,
+                                n,
+                                args.simulate,
+                                Path(tmp),
+                                None,
+                                pids,
+                                args.samples,
+                                args.spread,
                             )
                         row.update(label=label, idle=idle)
                         rows.append(row)
@@ -409,6 +431,12 @@ async def main() -> int:
         "--monitor-max", type=int, default=20, help="count client commands (MONITOR) for N up to this"
     )
     ap.add_argument("--trace", help="append every client command MONITOR saw to this file")
+    ap.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        help="start the N runs evenly over this many seconds (default 0: all at once, in step)",
+    )
     ap.add_argument(
         "--samples", help="append one JSON line per call (ready time, its enqueue and start) to this file"
     )

@@ -73,3 +73,119 @@ async def test_the_connections_of_a_burst_are_made_side_by_side_and_kept(redis_u
         assert len(client.connection_pool._available_connections) >= 20  # back in the pool, for later
     finally:
         await client.aclose()
+
+
+def spare_makers() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "redis-spare-connections"]
+
+
+async def spares_made() -> None:
+    await asyncio.gather(*spare_makers())
+
+
+def gate_connects(pool: Any) -> tuple[asyncio.Event, list[Any]]:
+    """New connections of ``pool`` wait for the returned event to connect; the list holds them."""
+    gate, made = asyncio.Event(), []
+    make = pool.make_connection
+
+    def gated() -> Any:
+        connection = make()
+        connect = connection.connect
+
+        async def connect_when_let() -> None:
+            await gate.wait()
+            await connect()
+
+        connection.connect = connect_when_let
+        made.append(connection)
+        return connection
+
+    pool.make_connection = gated
+    return gate, made
+
+
+async def test_spare_connections_are_made_ahead_of_need_and_used(redis_url: str) -> None:
+    client = quick_checkout(Redis.from_url(redis_url), spare=4)
+    pool = client.connection_pool
+    try:
+        await client.set(unique("k"), 1)  # the first connection; its checkout left none idle
+        await spares_made()
+        assert len(pool._available_connections) == 5  # the first one back, and 4 spares
+        assert all(c.is_connected for c in pool._available_connections)
+        # A burst of 5 commands at once takes them, while new ones cannot connect (the gate is shut).
+        idle = set(pool._available_connections)
+        gate, made = gate_connects(pool)
+        keys = [unique("list") for _ in range(5)]
+        pops = [asyncio.create_task(client.blpop([key], timeout=30)) for key in keys]
+        await asyncio.sleep(0)
+        assert pool._in_use_connections - set(made) == idle  # the 5 pops are on the 5 spares
+        assert spare_makers()  # and more spares are on their way, for what comes next
+        gate.set()
+        for key in keys:
+            await client.rpush(key, "x")
+        assert len(await asyncio.wait_for(asyncio.gather(*pops), 30)) == 5
+    finally:
+        await client.aclose()
+
+
+async def test_more_spares_as_more_are_in_use(redis_url: str) -> None:
+    """The pool keeps as many idle as are in use, when that is more than ``spare``."""
+    client = quick_checkout(Redis.from_url(redis_url), spare=1)
+    pool = client.connection_pool
+    try:
+        keys = [unique("list") for _ in range(6)]
+        pops = [asyncio.create_task(client.blpop([key], timeout=30)) for key in keys]
+        while len([c for c in pool._in_use_connections if c.is_connected]) < 6:
+            await asyncio.sleep(0.01)  # waits for a state; asserts nothing about time
+        await spares_made()
+        assert await client.ping()  # a checkout with 6 in use: spares for as many
+        await spares_made()
+        assert len(pool._available_connections) >= 6
+        for key in keys:
+            await client.rpush(key, "x")
+        await asyncio.wait_for(asyncio.gather(*pops), 30)
+    finally:
+        await client.aclose()
+
+
+async def test_closing_the_pool_stops_spares_being_made_and_leaves_none_open(redis_url: str) -> None:
+    client = quick_checkout(Redis.from_url(redis_url), spare=8)
+    pool = client.connection_pool
+    await client.set(unique("k"), 1)
+    await spares_made()
+    gate, made = gate_connects(pool)
+    taken = [pool._available_connections.pop() for _ in range(len(pool._available_connections))]
+    pool._in_use_connections.update(taken)  # as if all were in use: the next checkout asks for spares
+    busy = asyncio.create_task(client.ping())
+    while not made:
+        await asyncio.sleep(0.01)
+    [maker] = spare_makers()
+    assert not maker.done()  # held at the gate
+    busy.cancel()
+    await asyncio.gather(busy, return_exceptions=True)
+    await client.aclose()  # while the spares are being made
+    assert maker.done()
+    gate.set()
+    await asyncio.sleep(0)
+    assert not any(c.is_connected for c in made)
+    assert not any(c.is_connected for c in [*pool._available_connections, *pool._in_use_connections])
+
+
+async def test_spares_that_fail_to_connect_are_dropped(redis_url: str) -> None:
+    client = quick_checkout(Redis.from_url(redis_url), spare=3)
+    pool = client.connection_pool
+    try:
+        await client.set(unique("k"), 1)
+        await spares_made()
+        good = set(pool._available_connections)
+        pool.connection_kwargs["port"] = 1  # the next ones cannot connect
+        taken = [pool._available_connections.pop() for _ in range(len(pool._available_connections) - 1)]
+        pool._in_use_connections.update(taken)
+        assert await client.ping()  # on the one left idle; asks for spares, which fail
+        await spares_made()  # the failures are logged, not raised
+        assert set(pool._available_connections) <= good  # none of the failed ones is kept
+        assert all(c in good for c in pool._in_use_connections)
+        for connection in taken:
+            await pool.release(connection)
+    finally:
+        await client.aclose()

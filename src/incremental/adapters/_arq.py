@@ -52,7 +52,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._arq_worker import ALIVE_PREFIX, ALIVE_TTL_S, wake_key
-from ._checkout import quick_checkout
+from ._checkout import SPARE, quick_checkout
 
 __all__ = [
     "ENQUEUE_LUA",
@@ -208,7 +208,7 @@ async def connect(url: str, queue: str | None = None, *, outage_s: float = DEFAU
         job_deserializer=json_deserializer,
         default_queue_name=queue or default_queue_name,
     )
-    return quick_checkout(pool)
+    return quick_checkout(pool, spare=SPARE)
 
 
 async def job_alive(pool: ArqRedis, job_id: str) -> bool:

@@ -59,7 +59,7 @@ from arq.worker import JobExecutionFailed, Retry, RetryJob, get_kwargs
 from arq.worker import Worker as ArqWorker
 
 from ._batching import batch_commands
-from ._checkout import quick_checkout
+from ._checkout import SPARE, quick_checkout
 
 __all__ = [
     "ALIVE_PREFIX",
@@ -481,7 +481,8 @@ class Worker(ArqWorker):
                     job_serializer=self.job_serializer,
                     default_queue_name=self.queue_name,
                     expires_extra_ms=self.expires_extra_ms,
-                )
+                ),
+                spare=SPARE,
             )
             self._pool = batch_commands(pool) if self.batch else pool
         await super().main()
