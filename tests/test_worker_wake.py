@@ -212,6 +212,30 @@ def test_a_worker_process_runs_on_uvloop_unless_told_not_to(monkeypatch: Any) ->
         _loop_factory()
 
 
+def test_a_worker_process_tunes_its_garbage_collector_unless_told_not_to(monkeypatch: Any) -> None:
+    import gc
+
+    import pytest
+
+    from incremental.worker import _tune_gc
+
+    thresholds = gc.get_threshold()
+    try:
+        monkeypatch.setenv("INCREMENTAL_GC", "0")
+        assert not _tune_gc()
+        assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+        monkeypatch.setenv("INCREMENTAL_GC", "1")
+        assert _tune_gc()
+        assert gc.get_threshold() == (20_000, 20, 20)
+        assert gc.get_freeze_count() > 0  # what existed is out of the collector's scans
+        monkeypatch.setenv("INCREMENTAL_GC", "often")
+        with pytest.raises(ValueError, match="INCREMENTAL_GC"):
+            _tune_gc()
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 def test_a_worker_process_splits_its_loops_unless_told_not_to(monkeypatch: Any) -> None:
     import pytest
 

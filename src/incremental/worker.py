@@ -84,6 +84,11 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                                                 have slots of their own); 0: one loop for everything.
                                                 Your ``on_startup``/``on_shutdown`` run on the tools'
                                                 loop, where your tools use what they make
+    (the process)     INCREMENTAL_GC            1 (default): ``incremental worker`` moves what exists
+                                                at its start out of the garbage collector's reach
+                                                (``gc.freeze``) and collects less often (thresholds
+                                                20000, 20, 20), so a full collection pauses both loops
+                                                less often and for less; 0: Python's defaults
     on_startup(state), on_shutdown(state)       your hooks; ``state`` is ``ToolContext.state``
     monitor_interval_s                          seconds between the safety net's checks of a turn
                                                 (default 5): how soon a lost stream job is noticed, and
@@ -118,6 +123,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -559,8 +565,30 @@ def run_worker(settings_cls: Any, **overrides: Any) -> None:
     SIGINT: reconnecting through Redis outages (``serve_worker``), stopping gracefully on the first
     signal (``drain_worker``), at once on a second one."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _tune_gc()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_run_worker(settings_cls, overrides))
+
+
+def _tune_gc() -> bool:
+    """Fewer and shorter garbage-collector pauses for this process, unless ``INCREMENTAL_GC`` is 0;
+    returns whether it tuned them.
+
+    A pause holds the GIL, so it stops both loops: on a worker of 100 streams a full collection took
+    60 to 150 ms, and most tools that started 50 ms or more late had waited through one. What the
+    process holds when it starts (modules, settings, tool sets) is moved out of the collector's scans
+    for good, and the young generation is collected after 20000 allocations rather than 700, the older
+    ones after 20 collections of the one below rather than 10. Measured with ``scripts/bench_load.py``
+    (5 loads of 100 runs, 4 of 200): ready -> started p99 70 -> 52 ms and 159 -> 83 ms (medians)."""
+    if not _flag("INCREMENTAL_GC", True):
+        return False
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
+    return True
+
+
+_GC_THRESHOLDS = (20_000, 20, 20)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
