@@ -189,3 +189,86 @@ async def test_spares_that_fail_to_connect_are_dropped(redis_url: str) -> None:
             await pool.release(connection)
     finally:
         await client.aclose()
+
+
+async def test_a_pool_with_a_bound_keeps_no_spares(redis_url: str) -> None:
+    client = quick_checkout(Redis.from_url(redis_url, max_connections=10), spare=4)
+    try:
+        await client.set(unique("k"), 1)
+        assert spare_makers() == []
+        assert len(client.connection_pool._available_connections) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_spares_are_capped(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import incremental.adapters._checkout as checkout
+
+    monkeypatch.setattr(checkout, "MAX_SPARE", 3)
+    client = quick_checkout(Redis.from_url(redis_url), spare=1)
+    pool = client.connection_pool
+    try:
+        keys = [unique("list") for _ in range(6)]
+        pops = [asyncio.create_task(client.blpop([key], timeout=30)) for key in keys]
+        while len([c for c in pool._in_use_connections if c.is_connected]) < 6:
+            await asyncio.sleep(0.01)  # waits for a state; asserts nothing about time
+        await spares_made()
+        assert await client.ping()
+        await spares_made()
+        assert len(pool._available_connections) == 4  # the ping's and 3 spares: the cap, not 6
+        for key in keys:
+            await client.rpush(key, "x")
+        await asyncio.wait_for(asyncio.gather(*pops), 30)
+    finally:
+        await client.aclose()
+
+
+async def test_a_closed_pool_makes_no_spares(redis_url: str) -> None:
+    client = quick_checkout(Redis.from_url(redis_url), spare=4)
+    await client.set(unique("k"), 1)
+    await spares_made()
+    await client.aclose()
+    assert await client.ping()  # used again after its close: it connects, and makes no spares
+    assert spare_makers() == []
+    await client.aclose()
+
+
+async def test_after_a_spare_fails_none_is_made_for_a_while(redis_url: str) -> None:
+    """A Redis that refuses connections (at its maxclients, say) is not asked again at every checkout."""
+    client = quick_checkout(Redis.from_url(redis_url), spare=6)
+    pool = client.connection_pool
+    try:
+        assert await client.ping()
+        await spares_made()
+        attempts: list[int] = []
+
+        class Refused(Exception):
+            pass
+
+        kind = type(pool._available_connections[0])
+
+        def refusing() -> Any:
+            connection = kind(**pool.connection_kwargs)
+
+            async def connect() -> None:
+                attempts.append(1)
+                raise Refused("max number of clients reached")
+
+            connection.connect = connect
+            return connection
+
+        pool.make_connection = refusing  # type: ignore[method-assign]
+
+        async def checkout_leaving_fewer_idle() -> None:
+            taken = pool._available_connections.pop()
+            pool._in_use_connections.add(taken)
+            assert await client.ping()  # on an idle one: the checkout asks for spares
+            await spares_made()
+
+        while not attempts:  # until a top-up has tried (the idle ones run out before that)
+            await checkout_leaving_fewer_idle()
+        tried = len(attempts)
+        await checkout_leaving_fewer_idle()
+        assert len(attempts) == tried  # the next checkout tried none
+    finally:
+        await client.aclose()

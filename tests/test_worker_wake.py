@@ -194,6 +194,10 @@ def test_a_bad_slot_count_or_wake_flag_is_refused_naming_its_variable(monkeypatc
             with pytest.raises(ValueError, match=variable):
                 worker_options({"test": _toolsets.registry})
     assert worker_options({"test": _toolsets.registry}, turn_slots=0)["turn_slots"] == 0
+    # 1000 tool slots by default; 100 when streams share them (as many streams could take them).
+    assert worker_options({"test": _toolsets.registry})["max_jobs"] == 1000
+    assert worker_options({"test": _toolsets.registry}, turn_slots=0)["max_jobs"] == 100
+    assert worker_options({"test": _toolsets.registry}, turn_slots=0, max_jobs=7)["max_jobs"] == 7
     monkeypatch.setenv("INCREMENTAL_BATCH", "0")
     assert worker_options({"test": _toolsets.registry})["batch"] is False
 
@@ -219,15 +223,15 @@ def test_a_worker_process_tunes_its_garbage_collector_unless_told_not_to(monkeyp
 
     from incremental.worker import _tune_gc
 
-    thresholds = gc.get_threshold()
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     try:
         monkeypatch.setenv("INCREMENTAL_GC", "0")
         assert not _tune_gc()
-        assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen
         monkeypatch.setenv("INCREMENTAL_GC", "1")
         assert _tune_gc()
         assert gc.get_threshold() == (20_000, 20, 20)
-        assert gc.get_freeze_count() > 0  # what existed is out of the collector's scans
+        assert gc.get_freeze_count() > frozen  # what existed is out of the collector's scans
         monkeypatch.setenv("INCREMENTAL_GC", "often")
         with pytest.raises(ValueError, match="INCREMENTAL_GC"):
             _tune_gc()

@@ -24,7 +24,8 @@ The tunables, in one place. Each keyword of ``settings`` / ``worker_options`` ov
                       ANTHROPIC_BASE_URL        which reads these two when not given them; or a
                                                 ``MessagesClient(...)``, or your own
                                                 ``anthropic.AsyncAnthropic`` (Bedrock, Vertex, a proxy)
-    max_jobs          INCREMENTAL_MAX_JOBS      tool jobs one worker runs at once (default 1000)
+    max_jobs          INCREMENTAL_MAX_JOBS      tool jobs one worker runs at once (default 1000;
+                                                100 when streams share them, ``turn_slots=0``)
     turn_slots        INCREMENTAL_TURN_SLOTS    model streams (and safety-net checks) one worker runs
                                                 at once, in slots of their own (default 100): a stream
                                                 never holds a slot a tool could use (0: streams share
@@ -186,6 +187,8 @@ _HANDOVER_S = 5.0  # how long a drain waits for handed-over jobs to be back in t
 # thread: the calls of many runs become ready together, and a call that finds the slots full waits a
 # whole tool's time. With 100, 200 runs on 2 workers had a p99 of 1.2 s, all of it in such waits.
 _TOOL_SLOTS = 1000
+# When streams share the tool slots (``turn_slots=0``), as many streams could take them: 100 then.
+_SHARED_SLOTS = 100
 TOOL_TRIES = 5  # tries of a tool job cut short (its worker killed) before the call gets a crashed result
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
@@ -395,7 +398,12 @@ def worker_options(
         "poll_delay": poll_delay
         if poll_delay is not None
         else float(_env("INCREMENTAL_POLL_DELAY", "0.005")),
-        "max_jobs": _count(max_jobs, "INCREMENTAL_MAX_JOBS", _TOOL_SLOTS, least=1),
+        "max_jobs": _count(
+            max_jobs,
+            "INCREMENTAL_MAX_JOBS",
+            _TOOL_SLOTS if _count(turn_slots, "INCREMENTAL_TURN_SLOTS", 100, least=0) > 0 else _SHARED_SLOTS,
+            least=1,
+        ),
         "turn_slots": _count(turn_slots, "INCREMENTAL_TURN_SLOTS", 100, least=0),
         "admit_lag_ms": _milliseconds(admit_lag_ms, "INCREMENTAL_ADMIT_LAG_MS", 20.0),
         "wake": wake if wake is not None else _flag("INCREMENTAL_WAKE", True),

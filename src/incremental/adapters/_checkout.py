@@ -18,10 +18,12 @@ connection whose command was cut before its reply was read, so a connection back
 Making a connection costs its task several round trips (connect, then redis-py's handshake), each a
 turn of that busy loop: 155 ms on average, 320 ms at worst, on a worker of 100 streams; a tool's
 enqueue that needed one reached Redis that late. So, with ``spare``, the pool keeps connections
-ahead of need: when a checkout leaves fewer idle than ``spare``, or fewer idle than in use, a
-background task makes the missing ones. A command then finds one ready, unless a burst outruns them;
-the pool keeps what it made, as it keeps the connections of any burst (at most twice the most ever in
-use at once, or ``spare`` more).
+ahead of need: when a checkout leaves fewer idle than ``spare``, or fewer idle than in use (up to
+``MAX_SPARE``), a background task makes the missing ones. A command then finds one ready, unless a
+burst outruns them; the pool keeps what it made, as it keeps the connections of any burst. A pool
+given a ``max_connections`` keeps no spares (its bound is its owner's); after a spare fails to connect
+(Redis down, at its ``maxclients``, refusing the password) none is made for 1 s, doubling to 30 s; a
+closed pool makes none.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ R = TypeVar("R", bound=Redis)
 
 logger = logging.getLogger(__name__)
 
-SPARE = 8  # idle connections a worker's pools keep ahead of need, at least
+SPARE = 8  # idle connections this project's pools keep ahead of need, at least
+MAX_SPARE = 64  # and at most, however many are in use
+_BOUNDED = 2**20  # a pool with a lower max_connections keeps no spares: its bound is its owner's
+_BACKOFF_S = (1.0, 30.0)  # after a spare failed to connect, no more are made for this long (doubling)
 
 
 def _idle_and_clean(connection: Any) -> bool:
@@ -64,37 +69,52 @@ def quick_checkout(client: R, spare: int = 0) -> R:
     in_use: set[Any] | None = getattr(pool, "_in_use_connections", None)
     if not isinstance(available, list) or not isinstance(in_use, set):
         return client  # not the pool this was written for: redis-py's own checkout stays
+    if cast(Any, pool).max_connections < _BOUNDED:
+        spare = 0
     making: set[asyncio.Task[None]] = set()  # at most one: the top-up under way
+    connecting: set[Any] = set()  # its connections, not yet in the pool
+    state = {"closed": False, "retry_at": 0.0, "delay": 0.0}
 
-    async def make_spares(count: int) -> None:
-        made = [cast(Any, pool).make_connection() for _ in range(count)]
-        in_use.update(made)  # counted against max_connections, and closed by disconnect(), meanwhile
+    async def make_spares(made: list[Any]) -> None:
         try:
             outcomes = await asyncio.gather(*(c.connect() for c in made), return_exceptions=True)
         except BaseException:  # cancelled: the pool is being closed
+            connecting.difference_update(made)
             for connection in made:
-                in_use.discard(connection)
                 with contextlib.suppress(Exception):
                     await connection.disconnect()
             raise
+        connecting.difference_update(made)
+        failed = []
         for connection, outcome in zip(made, outcomes, strict=True):
-            in_use.discard(connection)
             if isinstance(outcome, BaseException):
-                logger.debug("a spare Redis connection failed: %r", outcome)
-                with contextlib.suppress(Exception):
-                    await connection.disconnect()
+                failed.append((connection, outcome))
             else:
                 available.insert(0, connection)  # the idle ones are taken from the end: these last
+        if failed:
+            # No more for a while: a Redis that refuses connections (at maxclients, a bad password)
+            # is not asked again at every checkout.
+            delay = min(max(state["delay"] * 2, _BACKOFF_S[0]), _BACKOFF_S[1])
+            state["delay"], state["retry_at"] = delay, asyncio.get_running_loop().time() + delay
+            logger.debug("%d spare Redis connection(s) failed: %r", len(failed), failed[0][1])
+        else:
+            state["delay"] = 0.0
+        for connection, _ in failed:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
 
     def top_up() -> None:
-        if spare <= 0 or making:
+        if spare <= 0 or making or state["closed"]:
             return
-        want = max(spare, len(in_use)) - len(available)
-        room = cast(Any, pool).max_connections - len(in_use) - len(available)
-        count = min(want, room)
+        loop = asyncio.get_running_loop()
+        if loop.time() < state["retry_at"]:
+            return
+        count = min(max(spare, len(in_use)), MAX_SPARE) - len(available)
         if count <= 0:
             return
-        task = asyncio.get_running_loop().create_task(make_spares(count), name="redis-spare-connections")
+        made = [cast(Any, pool).make_connection() for _ in range(count)]
+        connecting.update(made)  # closed by disconnect(), if it comes first
+        task = loop.create_task(make_spares(made), name="redis-spare-connections")
         making.add(task)
         task.add_done_callback(making.discard)
 
@@ -106,7 +126,9 @@ def quick_checkout(client: R, spare: int = 0) -> R:
                 top_up()
                 return connection
             available.append(connection)  # redis-py's checkout takes it next, and mends it
-            return await checkout(*args, **options)
+            mended = await checkout(*args, **options)
+            top_up()
+            return mended
         if len(in_use) >= pool.max_connections:
             return await checkout(*args, **options)  # redis-py says why not
         top_up()
@@ -125,9 +147,13 @@ def quick_checkout(client: R, spare: int = 0) -> R:
     disconnect = pool.disconnect
 
     async def disconnect_all(*args: Any, **options: Any) -> None:
-        for task in list(making):  # no spare is made, nor left open, after the pool is closed
+        state["closed"] = True  # no spare is made, nor left open, once the pool is closed
+        for task in list(making):
             task.cancel()
         await asyncio.gather(*making, return_exceptions=True)
+        for connection in list(connecting):
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
         await disconnect(*args, **options)
 
     pool.get_connection = get_connection
