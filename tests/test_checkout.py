@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -104,6 +106,24 @@ def gate_connects(pool: Any) -> tuple[asyncio.Event, list[Any]]:
     return gate, made
 
 
+@contextlib.asynccontextmanager
+async def six_in_use(client: Redis) -> AsyncIterator[None]:
+    """Six blocking pops hold six connections; then a ping's checkout asks for spares, which are
+    made before the block runs; the pops end after it."""
+    pool = client.connection_pool
+    keys = [unique("list") for _ in range(6)]
+    pops = [asyncio.create_task(client.blpop([key], timeout=30)) for key in keys]
+    while len([c for c in pool._in_use_connections if c.is_connected]) < 6:
+        await asyncio.sleep(0.01)  # waits for a state; asserts nothing about time
+    await spares_made()
+    assert await client.ping()  # a checkout with 6 in use
+    await spares_made()
+    yield
+    for key in keys:
+        await client.rpush(key, "x")
+    await asyncio.wait_for(asyncio.gather(*pops), 30)
+
+
 async def test_spare_connections_are_made_ahead_of_need_and_used(redis_url: str) -> None:
     client = quick_checkout(Redis.from_url(redis_url), spare=4)
     pool = client.connection_pool
@@ -133,17 +153,8 @@ async def test_more_spares_as_more_are_in_use(redis_url: str) -> None:
     client = quick_checkout(Redis.from_url(redis_url), spare=1)
     pool = client.connection_pool
     try:
-        keys = [unique("list") for _ in range(6)]
-        pops = [asyncio.create_task(client.blpop([key], timeout=30)) for key in keys]
-        while len([c for c in pool._in_use_connections if c.is_connected]) < 6:
-            await asyncio.sleep(0.01)  # waits for a state; asserts nothing about time
-        await spares_made()
-        assert await client.ping()  # a checkout with 6 in use: spares for as many
-        await spares_made()
-        assert len(pool._available_connections) >= 6
-        for key in keys:
-            await client.rpush(key, "x")
-        await asyncio.wait_for(asyncio.gather(*pops), 30)
+        async with six_in_use(client):
+            assert len(pool._available_connections) >= 6
     finally:
         await client.aclose()
 
@@ -208,17 +219,8 @@ async def test_spares_are_capped(redis_url: str, monkeypatch: pytest.MonkeyPatch
     client = quick_checkout(Redis.from_url(redis_url), spare=1)
     pool = client.connection_pool
     try:
-        keys = [unique("list") for _ in range(6)]
-        pops = [asyncio.create_task(client.blpop([key], timeout=30)) for key in keys]
-        while len([c for c in pool._in_use_connections if c.is_connected]) < 6:
-            await asyncio.sleep(0.01)  # waits for a state; asserts nothing about time
-        await spares_made()
-        assert await client.ping()
-        await spares_made()
-        assert len(pool._available_connections) == 4  # the ping's and 3 spares: the cap, not 6
-        for key in keys:
-            await client.rpush(key, "x")
-        await asyncio.wait_for(asyncio.gather(*pops), 30)
+        async with six_in_use(client):
+            assert len(pool._available_connections) == 4  # the ping's and 3 spares: the cap, not 6
     finally:
         await client.aclose()
 
