@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -375,27 +376,14 @@ async def measure(
                 for n in args.n:
                     for _ in range(args.repeat):
                         monitor = Monitor(url, args.trace) if n <= args.monitor_max else None
-                        if monitor is not None:
-                            async with monitor:
-                                row = await one_load(
-                                    runner,
-                                    redis,
-                                    n,
-                                    args.simulate,
-                                    Path(tmp),
-                                    monitor,
-                                    pids,
-                                    args.samples,
-                                    args.spread,
-                                )
-                        else:
+                        async with monitor if monitor is not None else contextlib.nullcontext():
                             row = await one_load(
                                 runner,
                                 redis,
                                 n,
                                 args.simulate,
                                 Path(tmp),
-                                None,
+                                monitor,
                                 pids,
                                 args.samples,
                                 args.spread,

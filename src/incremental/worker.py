@@ -382,6 +382,8 @@ def worker_options(
     async def trim_run_job(ctx: dict[str, Any], run_id: str) -> str:
         return await trim_run(ctx["services"], run_id)
 
+    turns = _count(turn_slots, "INCREMENTAL_TURN_SLOTS", 100, least=0)
+    tool_slots = _TOOL_SLOTS if turns else _SHARED_SLOTS
     options: dict[str, Any] = {
         "functions": [
             # arq's cap is above ours: the try after the last one records the call's result (give_up_tool).
@@ -398,13 +400,8 @@ def worker_options(
         "poll_delay": poll_delay
         if poll_delay is not None
         else float(_env("INCREMENTAL_POLL_DELAY", "0.005")),
-        "max_jobs": _count(
-            max_jobs,
-            "INCREMENTAL_MAX_JOBS",
-            _TOOL_SLOTS if _count(turn_slots, "INCREMENTAL_TURN_SLOTS", 100, least=0) > 0 else _SHARED_SLOTS,
-            least=1,
-        ),
-        "turn_slots": _count(turn_slots, "INCREMENTAL_TURN_SLOTS", 100, least=0),
+        "max_jobs": _count(max_jobs, "INCREMENTAL_MAX_JOBS", tool_slots, least=1),
+        "turn_slots": turns,
         "admit_lag_ms": _milliseconds(admit_lag_ms, "INCREMENTAL_ADMIT_LAG_MS", 20.0),
         "wake": wake if wake is not None else _flag("INCREMENTAL_WAKE", True),
         "batch": batch if batch is not None else _flag("INCREMENTAL_BATCH", True),
