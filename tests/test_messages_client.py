@@ -13,10 +13,12 @@ import pytest
 import respx
 
 from incremental.adapters._messages_client import (
+    HTTP_SHARDS,
     APIConnectionError,
     APIStatusError,
     MessagesClient,
     encode_request,
+    http_clients,
     is_retryable_status,
 )
 from incremental.core import MalformedEventError, StreamFailed, StreamParser
@@ -354,8 +356,44 @@ async def test_only_an_owned_http_client_is_closed(mock: respx.MockRouter, sleep
         assert await collect(client(sleeps, http=http)) == sse(*EVENTS)
         assert not http.is_closed
     owned = client(sleeps)
+    assert len(owned._https) == HTTP_SHARDS
     await owned.aclose()
-    assert owned._http.is_closed
+    assert all(http.is_closed for http in owned._https)
+
+
+async def test_requests_take_the_given_clients_in_turn(sleeps: Sleeps) -> None:
+    # Each client's own transport counts what reached it: four streams over two clients are two each,
+    # and neither client is closed with the Messages client (they are the caller's).
+    served: list[int] = []
+
+    def transport(n: int) -> httpx.MockTransport:
+        def handle(request: httpx.Request) -> httpx.Response:
+            served.append(n)
+            return ok()
+
+        return httpx.MockTransport(handle)
+
+    https = [httpx.AsyncClient(transport=transport(n)) for n in (0, 1)]
+    c = client(sleeps, http=https)
+    for _ in range(4):
+        async with c.stream(REQUEST) as stream:
+            assert b"".join([chunk async for chunk in stream]) == sse(*EVENTS)
+    await c.aclose()
+    assert served == [0, 1, 0, 1]
+    assert not any(http.is_closed for http in https)
+    for http in https:
+        await http.aclose()
+
+
+async def test_no_clients_and_no_shards_are_errors(sleeps: Sleeps) -> None:
+    with pytest.raises(ValueError, match="at least one client"):
+        client(sleeps, http=[])
+    with pytest.raises(ValueError, match="at least 1"):
+        http_clients(0)
+    shards = http_clients(3)
+    assert len({id(http) for http in shards}) == 3
+    for http in shards:
+        await http.aclose()
 
 
 async def test_lone_surrogates_in_the_request_go_out_as_escapes(

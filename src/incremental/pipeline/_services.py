@@ -19,7 +19,7 @@ from arq.connections import ArqRedis
 from ..adapters import _arq
 from ..adapters._control import RedisControl
 from ..adapters._eventlog import EventLog
-from ..adapters._messages_client import HTTP_LIMITS, MessagesClient
+from ..adapters._messages_client import MessagesClient, http_clients
 from ..adapters._model_clients import ModelClient
 from ..adapters._retention import Retention
 from ..adapters._store import RunRecord, TurnStore
@@ -27,14 +27,14 @@ from ..exceptions import UnknownToolsetError
 from ..tools import ToolRegistry, simulated_registry
 from ._deadlines import Drain, StreamLimits
 
-__all__ = ["Services", "UnknownToolsetError", "describe", "shared_http_client"]
+__all__ = ["Services", "UnknownToolsetError", "describe", "shared_http_clients"]
 
 
-def shared_http_client() -> httpx.AsyncClient:
-    """One HTTP client per worker, made when the worker starts: building one (its TLS context) takes
+def shared_http_clients() -> tuple[httpx.AsyncClient, ...]:
+    """The HTTP clients of a worker, made when the worker starts: building their TLS context takes
     about 20 ms, which must not land between a turn's last result and the next request. The Messages
-    client sets its own timeouts on every request."""
-    return httpx.AsyncClient(timeout=None, limits=HTTP_LIMITS)
+    client sets its own timeouts on every request, and spreads its streams over the clients."""
+    return http_clients()
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Services:
         self.events: EventLog = EventLog(self.pool)
         self.control: RedisControl = RedisControl(self.pool)
         self._own_client: MessagesClient | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: tuple[httpx.AsyncClient, ...] = ()
 
     # ------------------------------------------------------------ queueing
 
@@ -126,7 +126,7 @@ class Services:
         if self.model_client is not None:
             return self.model_client
         if self._own_client is None:
-            self._http = shared_http_client()
+            self._http = shared_http_clients()
             self._own_client = MessagesClient(http=self._http)
         return self._own_client
 
@@ -135,9 +135,9 @@ class Services:
         if self._own_client is not None:
             await self._own_client.aclose()
             self._own_client = None
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        for http in self._http:
+            await http.aclose()
+        self._http = ()
         await self.control.aclose()
 
 
