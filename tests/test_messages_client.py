@@ -361,28 +361,47 @@ async def test_only_an_owned_http_client_is_closed(mock: respx.MockRouter, sleep
     assert all(http.is_closed for http in owned._https)
 
 
-async def test_requests_take_the_given_clients_in_turn(sleeps: Sleeps) -> None:
-    # Each client's own transport counts what reached it: four streams over two clients are two each,
-    # and neither client is closed with the Messages client (they are the caller's).
+async def test_a_request_takes_the_given_client_with_fewest_streams_open(sleeps: Sleeps) -> None:
+    # Each client's own transport counts what reached it. Streams one after another keep to the first
+    # client (its connections are reused); streams open at once spread; a failed attempt frees its
+    # client. Neither client is closed with the Messages client: they are the caller's.
     served: list[int] = []
+    status = {0: 200, 1: 200}
 
     def transport(n: int) -> httpx.MockTransport:
         def handle(request: httpx.Request) -> httpx.Response:
             served.append(n)
-            return ok()
+            return ok() if status[n] == 200 else api_error(status[n], "invalid_request_error", "no")
 
         return httpx.MockTransport(handle)
 
     https = [httpx.AsyncClient(transport=transport(n)) for n in (0, 1)]
     c = client(sleeps, http=https)
-    for _ in range(4):
-        async with c.stream(REQUEST) as stream:
+    for _ in range(2):
+        assert b"".join([chunk async for chunk in _open(c)]) == sse(*EVENTS)
+    assert served == [0, 0]
+    async with c.stream(REQUEST) as first, c.stream(REQUEST) as second, c.stream(REQUEST) as third:
+        for stream in (first, second, third):
             assert b"".join([chunk async for chunk in stream]) == sse(*EVENTS)
+    assert served == [0, 0, 0, 1, 0]
+    status[0] = 400
+    with pytest.raises(APIStatusError):
+        async with c.stream(REQUEST):
+            pass
+    status[0] = 200
+    async with c.stream(REQUEST) as stream:
+        assert b"".join([chunk async for chunk in stream]) == sse(*EVENTS)
+    assert served == [0, 0, 0, 1, 0, 0, 0]
     await c.aclose()
-    assert served == [0, 1, 0, 1]
     assert not any(http.is_closed for http in https)
     for http in https:
         await http.aclose()
+
+
+async def _open(c: MessagesClient) -> AsyncIterator[bytes]:
+    async with c.stream(REQUEST) as stream:
+        async for chunk in stream:
+            yield chunk
 
 
 async def test_no_clients_and_no_shards_are_errors(sleeps: Sleeps) -> None:

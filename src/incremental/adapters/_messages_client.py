@@ -35,7 +35,6 @@ they are well-formed) is the parser's to say.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import random
@@ -63,7 +62,8 @@ HTTP_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
 
 # httpcore's pool walks its connections at every request's start and every response's close, and for
 # each idle one walks them all again: with a worker's 100 streams on one pool, those walks were 12% of
-# the worker's samples (py-spy, 200 runs on 2 workers). Requests take this many pools in turn.
+# the worker's samples (py-spy, 200 runs on 2 workers). A request takes the one of this many pools with
+# the fewest streams open: a run's requests one after another keep reusing one pool's connection.
 HTTP_SHARDS = 8
 
 
@@ -206,7 +206,8 @@ class MessagesClient:
     request; ``betas`` (here and per request) become the ``anthropic-beta`` header.
     ``timeout`` (read/write/pool) and ``connect_timeout`` apply to every request, also on an ``http``
     client you pass in (which ``aclose`` leaves open: it is yours). ``http`` may be several clients
-    (``http_clients``): requests take them in turn. Without one, the client makes ``HTTP_SHARDS``.
+    (``http_clients``): a request takes the one with the fewest of this client's streams open, the
+    first of them on a tie. Without one, the client makes ``HTTP_SHARDS``.
     ``record_to`` (a folder or an ``incremental.recording.Recorder``) saves every attempt as
     ``incremental record`` does.
     """
@@ -260,7 +261,7 @@ class MessagesClient:
             self._https = tuple(http)
             if not self._https:
                 raise ValueError("http: give at least one client, or None for the client's own")
-        self._next_http = itertools.cycle(self._https)
+        self._open = [0] * len(self._https)  # this client's requests and streams open, per client
 
     async def __aenter__(self) -> MessagesClient:
         return self
@@ -303,14 +304,26 @@ class MessagesClient:
         )
         async for attempt in retrying:
             with attempt:
-                stream = await self._attempt(body, headers, attempt.retry_state.attempt_number)
+                at = min(range(len(self._open)), key=self._open.__getitem__)
+                self._open[at] += 1
+                try:
+                    stream = await self._attempt(
+                        self._https[at], body, headers, attempt.retry_state.attempt_number
+                    )
+                except BaseException:
+                    self._open[at] -= 1
+                    raise
         try:
             yield stream
         finally:
-            await stream._close()
+            try:
+                await stream._close()
+            finally:
+                self._open[at] -= 1
 
-    async def _attempt(self, body: bytes, headers: dict[str, str], attempt: int) -> MessageStream:
-        http = next(self._next_http)
+    async def _attempt(
+        self, http: httpx.AsyncClient, body: bytes, headers: dict[str, str], attempt: int
+    ) -> MessageStream:
         request = http.build_request("POST", self._url, content=body, headers=headers, timeout=self._timeout)
         exchange = self._recorder.begin_request(request) if self._recorder is not None else None
         try:
