@@ -409,6 +409,8 @@ async def test_no_clients_and_no_shards_are_errors(sleeps: Sleeps) -> None:
         client(sleeps, http=[])
     with pytest.raises(ValueError, match="at least 1"):
         http_clients(0)
+    with pytest.raises(TypeError, match=r"expected httpx\.AsyncClient clients, got str"):
+        client(sleeps, http=["http://proxy"])
     shards = http_clients(3)
     assert len({id(http) for http in shards}) == 3
     for http in shards:

@@ -261,6 +261,9 @@ class MessagesClient:
             self._https = tuple(http)
             if not self._https:
                 raise ValueError("http: give at least one client, or None for the client's own")
+            strays = [type(h).__name__ for h in self._https if not isinstance(h, httpx.AsyncClient)]
+            if strays:
+                raise TypeError(f"http: expected httpx.AsyncClient clients, got {', '.join(strays)}")
         self._open = [0] * len(self._https)  # this client's requests and streams open, per client
 
     async def __aenter__(self) -> MessagesClient:

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from arq.connections import ArqRedis
 
 from ..adapters import _arq
 from ..adapters._control import RedisControl
 from ..adapters._eventlog import EventLog
-from ..adapters._messages_client import MessagesClient, http_clients
+from ..adapters._messages_client import MessagesClient
 from ..adapters._model_clients import ModelClient
 from ..adapters._retention import Retention
 from ..adapters._store import RunRecord, TurnStore
@@ -27,14 +26,7 @@ from ..exceptions import UnknownToolsetError
 from ..tools import ToolRegistry, simulated_registry
 from ._deadlines import Drain, StreamLimits
 
-__all__ = ["Services", "UnknownToolsetError", "describe", "shared_http_clients"]
-
-
-def shared_http_clients() -> tuple[httpx.AsyncClient, ...]:
-    """The HTTP clients of a worker, made when the worker starts: building their TLS context takes
-    about 20 ms, which must not land between a turn's last result and the next request. The Messages
-    client sets its own timeouts on every request, and spreads its streams over the clients."""
-    return http_clients()
+__all__ = ["Services", "UnknownToolsetError", "describe"]
 
 
 @dataclass
@@ -63,7 +55,6 @@ class Services:
         self.events: EventLog = EventLog(self.pool)
         self.control: RedisControl = RedisControl(self.pool)
         self._own_client: MessagesClient | None = None
-        self._http: tuple[httpx.AsyncClient, ...] = ()
 
     # ------------------------------------------------------------ queueing
 
@@ -122,12 +113,15 @@ class Services:
         return Path(workspace) if workspace else None
 
     def client(self) -> ModelClient:
-        """The worker's model client (the built-in one, made on first use, when none was given)."""
+        """The worker's model client (the built-in one, made on first use, when none was given).
+
+        A worker asks for it as it starts: building the built-in one's HTTP clients (their TLS
+        context) takes about 20 ms, which must not land between a turn's last result and the next
+        request."""
         if self.model_client is not None:
             return self.model_client
         if self._own_client is None:
-            self._http = shared_http_clients()
-            self._own_client = MessagesClient(http=self._http)
+            self._own_client = MessagesClient()
         return self._own_client
 
     async def aclose(self) -> None:
@@ -135,9 +129,6 @@ class Services:
         if self._own_client is not None:
             await self._own_client.aclose()
             self._own_client = None
-        for http in self._http:
-            await http.aclose()
-        self._http = ()
         await self.control.aclose()
 
 
